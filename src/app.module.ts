@@ -1,0 +1,126 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { ApolloDriver, ApolloDriverConfig } from '@nestjs/apollo';
+import { DynamicModule, Module, ValidationPipe } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { GraphQLModule } from '@nestjs/graphql';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { PrometheusModule } from '@willsoto/nestjs-prometheus';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { Logger } from 'nestjs-pino';
+import { CatalogModule } from './catalog/catalog.module.js';
+import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
+import { CommonModule } from './common/common.module.js';
+import { LoggingModule } from './common/logging.module.js';
+import { AppConfig } from './config/app-config.js';
+import { AppConfigModule } from './config/config.module.js';
+import { DatabaseModule } from './database/database.module.js';
+import { HealthModule } from './health/health.module.js';
+import { QueueModule } from './queue/queue.module.js';
+import {
+  RegistriesFileModule,
+  RegistriesModule,
+  RegistriesWorkerModule,
+} from './registries/registries.module.js';
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** What both processes share: config, logging, Postgres, Redis/BullMQ. */
+function core(config: AppConfig) {
+  return [AppConfigModule.forRoot(config), CommonModule, LoggingModule, DatabaseModule, QueueModule];
+}
+
+/** The HTTP API process: REST, GraphQL, OpenAPI, health and metrics. Consumes no jobs. */
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ...core(config),
+        GraphQLModule.forRoot<ApolloDriverConfig>({
+          driver: ApolloDriver,
+          autoSchemaFile: true,
+          sortSchema: true,
+          path: '/graphql',
+          playground: false,
+          graphiql: false,
+          introspection: true,
+          includeStacktraceInErrorResponses: false,
+          plugins: [graphiqlPage()],
+        }),
+        PrometheusModule.register({ path: '/metrics', defaultMetrics: { enabled: true } }),
+        HealthModule,
+        RegistriesModule,
+        RegistriesFileModule,
+        CatalogModule,
+      ],
+    };
+  }
+}
+
+/** The worker process: BullMQ consumers only, no HTTP. */
+@Module({})
+export class WorkerModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return { module: WorkerModule, imports: [...core(config), RegistriesModule, RegistriesWorkerModule] };
+  }
+}
+
+/** GraphiQL served from the package's own bundle, so the console works with no network. */
+function graphiqlPage() {
+  const html = renderGraphiQL({ endpoint: '/graphql', title: 'Registry Gateway' });
+  return {
+    async serverWillStart() {
+      return { renderLandingPage: async () => ({ html }) };
+    },
+  };
+}
+
+/** Builds the API application with everything main.ts and the e2e tests need. */
+export async function createApiApp(config: AppConfig): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    bodyLimit: 1024 * 1024,
+    routerOptions: { maxParamLength: 2048 },
+    genReqId: (req: IncomingMessage) => {
+      const given = req.headers['x-request-id'];
+      const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+      // pino-http reads req.id, so both loggers agree on the id.
+      (req as IncomingMessage & { id: string }).id = id;
+      return id;
+    },
+  });
+  adapter.getInstance().addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    bufferLogs: true,
+  });
+  app.useLogger(app.get(Logger));
+  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));
+  app.useGlobalFilters(new AllExceptionsFilter());
+  app.enableShutdownHooks();
+  const doc = new DocumentBuilder()
+    .setTitle('Registry Gateway')
+    .setDescription(
+      'One API in front of many Docker/OCI registries: catalog, deletes, garbage collection, audit.',
+    )
+    .setVersion('1')
+    .addBearerAuth()
+    .build();
+  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, doc), {
+    jsonDocumentUrl: 'docs/openapi.json',
+  });
+  await app.init();
+  await app.getHttpAdapter().getInstance().ready();
+  return app;
+}
+
+export async function createWorkerApp(config: AppConfig) {
+  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(config), { bufferLogs: true });
+  app.useLogger(app.get(Logger));
+  app.enableShutdownHooks();
+  await app.init();
+  return app;
+}

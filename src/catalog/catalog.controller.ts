@@ -1,0 +1,96 @@
+import { Controller, Get, Param, Query } from '@nestjs/common';
+import {
+  ApiOkResponse,
+  ApiOperation,
+  ApiParam,
+  ApiProperty,
+  ApiPropertyOptional,
+  ApiTags,
+} from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import { DomainError } from '../common/domain-error.js';
+import { ManifestView, RepositoryPage, TagView } from './catalog.dto.js';
+import { CatalogService } from './catalog.service.js';
+
+export class RepositoryQueryDto {
+  @ApiPropertyOptional({ minimum: 1, maximum: 1000, default: 100 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  limit?: number;
+
+  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(2048)
+  cursor?: string;
+
+  @ApiPropertyOptional({ description: 'Substring of the name, or a glob such as team-a/** ' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(255)
+  q?: string;
+}
+
+class TagList {
+  @ApiProperty() registry: string;
+  @ApiProperty() repository: string;
+  @ApiProperty({ type: [TagView] }) items: TagView[];
+}
+
+/**
+ * Repository names keep their slashes, so everything after `/repositories/` is one wildcard and the
+ * trailing keyword says what is addressed, as in the v2 API.
+ */
+@ApiTags('catalog')
+@Controller('api/v1/registries/:registry/repositories')
+export class CatalogController {
+  constructor(private readonly catalog: CatalogService) {}
+
+  @Get()
+  @ApiOperation({ summary: 'Repositories that have tags (paged, filtered by q)' })
+  @ApiOkResponse({ type: RepositoryPage })
+  repositories(
+    @Param('registry') registry: string,
+    @Query() query: RepositoryQueryDto,
+  ): Promise<RepositoryPage> {
+    return this.catalog.listRepositories(registry, query);
+  }
+
+  // Fastify's router names the tail of a wildcard route '*'.
+  @Get('*')
+  @ApiOperation({
+    summary: 'Tags of a repository, or one manifest',
+    description:
+      '`<name>/tags` lists every tag with digest, media type, size, creation time and platforms. `<name>/manifests/<tag-or-digest>` returns the manifest, its layers or children, and every tag sharing its digest.',
+  })
+  @ApiParam({
+    name: '*',
+    description: '<name>/tags or <name>/manifests/<reference>',
+    example: 'team-a/api/tags',
+  })
+  @ApiOkResponse({ description: 'TagList or ManifestView' })
+  async addressed(
+    @Param('registry') registry: string,
+    @Param('*') rawPath: string | string[],
+  ): Promise<TagList | ManifestView> {
+    const path = Array.isArray(rawPath) ? rawPath.join('/') : rawPath;
+    if (path.length > 1024)
+      throw new DomainError('PATH_TOO_LONG', 'repository path is longer than 1024 characters', 400);
+    let m = /^(.+)\/tags\/?$/.exec(path);
+    if (m) return { registry, repository: m[1], items: await this.catalog.listTags(registry, m[1]) };
+    m = /^(.+)\/manifests\/([^/]+)$/.exec(path);
+    if (m) return this.catalog.getManifest(registry, m[1], m[2]);
+    throw new DomainError(
+      'ROUTE_NOT_FOUND',
+      'expected <repository>/tags or <repository>/manifests/<tag-or-digest>',
+      404,
+      {
+        path: path.slice(0, 200),
+      },
+    );
+  }
+}

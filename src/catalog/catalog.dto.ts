@@ -1,0 +1,114 @@
+import { Field, Float, Int, ObjectType } from '@nestjs/graphql';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { GraphQLJSONObject } from 'graphql-scalars';
+
+@ObjectType('Platform', { description: 'The platform an image is built for.' })
+export class PlatformView {
+  @ApiProperty({ example: 'linux' }) @Field() os: string;
+  @ApiProperty({ example: 'amd64' }) @Field() architecture: string;
+  @ApiPropertyOptional({ example: 'v8' }) @Field({ nullable: true }) variant?: string;
+}
+
+@ObjectType('Repository', { description: 'A repository with at least one tag (empty ones are hidden).' })
+export class RepositoryView {
+  @ApiProperty({ example: 'team-a/api' }) @Field() name: string;
+  @ApiProperty() @Field(() => Int) tagCount: number;
+}
+
+@ObjectType('RepositoryPage', {
+  description: 'A page of repositories; pass nextCursor back as cursor for the next page.',
+})
+export class RepositoryPage {
+  @ApiProperty({ type: [RepositoryView] }) @Field(() => [RepositoryView]) items: RepositoryView[];
+  @ApiPropertyOptional({ type: String, nullable: true }) @Field(() => String, { nullable: true }) nextCursor:
+    string | null;
+}
+
+@ObjectType('Tag', { description: 'A tag and the manifest it points at.' })
+export class TagView {
+  @ApiProperty() @Field() name: string;
+  @ApiProperty({ example: 'sha256:…' })
+  @Field({ description: 'Manifest digest, resolved with the full Accept list.' })
+  digest: string;
+  @ApiProperty() @Field() mediaType: string;
+  @ApiProperty({ description: 'Bytes of config and layers; for an index, the sum over its platforms.' })
+  @Field(() => Float, {
+    description: 'Bytes of config and layers; for an index, the sum over its platforms.',
+  })
+  size: number;
+  @ApiPropertyOptional({
+    type: String,
+    nullable: true,
+    description: 'From the image config; for an index, its newest platform.',
+  })
+  @Field(() => String, {
+    nullable: true,
+    description: 'Creation time from the image config; for an index, its newest platform.',
+  })
+  created: string | null;
+  @ApiProperty({ type: [PlatformView] }) @Field(() => [PlatformView]) platforms: PlatformView[];
+}
+
+@ObjectType('Descriptor', { description: 'A content descriptor: what a manifest points at.' })
+export class DescriptorView {
+  @ApiProperty() @Field() digest: string;
+  @ApiProperty() @Field() mediaType: string;
+  @ApiProperty() @Field(() => Float) size: number;
+}
+
+@ObjectType('ChildManifest', {
+  description: 'A manifest inside an index (one platform of a multi-arch image).',
+})
+export class ChildView extends DescriptorView {
+  @ApiPropertyOptional({ type: PlatformView, nullable: true })
+  @Field(() => PlatformView, { nullable: true })
+  platform: PlatformView | null;
+  @ApiProperty({ description: 'A build attestation, not a runnable image.' }) @Field() attestation: boolean;
+}
+
+@ObjectType('ImageConfigSummary')
+export class ConfigView extends DescriptorView {
+  @ApiPropertyOptional({ type: String, nullable: true }) @Field(() => String, { nullable: true }) created:
+    string | null;
+  @ApiPropertyOptional({ type: String, nullable: true }) @Field(() => String, { nullable: true }) os:
+    string | null;
+  @ApiPropertyOptional({ type: String, nullable: true })
+  @Field(() => String, { nullable: true })
+  architecture: string | null;
+  @ApiPropertyOptional({ type: String, nullable: true }) @Field(() => String, { nullable: true }) variant:
+    string | null;
+}
+
+@ObjectType('Manifest', { description: 'A manifest or index, and every tag that points at the same digest.' })
+export class ManifestView {
+  @ApiProperty() @Field() registry: string;
+  @ApiProperty() @Field() repository: string;
+  @ApiProperty({ description: 'The tag or digest that was asked for.' }) @Field() reference: string;
+  @ApiProperty() @Field() digest: string;
+  @ApiProperty() @Field() mediaType: string;
+  @ApiProperty() @Field(() => Int) manifestSize: number;
+  @ApiProperty() @Field(() => Float) totalSize: number;
+  @ApiPropertyOptional({ type: String, nullable: true }) @Field(() => String, { nullable: true }) created:
+    string | null;
+  @ApiPropertyOptional({ type: ConfigView, nullable: true })
+  @Field(() => ConfigView, { nullable: true })
+  config: ConfigView | null;
+  @ApiProperty({ type: [DescriptorView] }) @Field(() => [DescriptorView]) layers: DescriptorView[];
+  @ApiProperty({ type: [ChildView] }) @Field(() => [ChildView]) children: ChildView[];
+  @ApiProperty({
+    description:
+      'Every tag of the repository that points at this digest: deleting the digest removes them all.',
+  })
+  @Field(() => [String], {
+    description:
+      'Every tag of the repository that points at this digest: deleting the digest removes them all.',
+  })
+  tags: string[];
+  @ApiProperty({
+    type: 'object',
+    additionalProperties: true,
+    description: 'The manifest document as stored.',
+  })
+  @Field(() => GraphQLJSONObject, { description: 'The manifest document as stored.' })
+  manifest: Record<string, unknown>;
+}

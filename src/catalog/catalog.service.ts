@@ -1,0 +1,299 @@
+import { Injectable } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
+import pLimit from 'p-limit';
+import picomatch from 'picomatch';
+import { AppConfig } from '../config/app-config.js';
+import { decodeCursor, encodeCursor } from '../common/cursor.js';
+import { ValidationError } from '../common/domain-error.js';
+import { RegistryClient } from '../registries/client/registry-client.js';
+import {
+  Descriptor,
+  FetchedManifest,
+  ImageConfig,
+  ImageManifest,
+  isIndex,
+  Platform,
+} from '../registries/client/oci-types.js';
+import { assertReference, assertRepositoryName } from '../registries/client/reference.js';
+import { UpstreamError } from '../registries/client/upstream-error.js';
+import { RegistriesService } from '../registries/registries.service.js';
+import { ManifestView, RepositoryPage, TagView } from './catalog.dto.js';
+
+/** What a digest stands for; immutable, so cached per registry, repository and digest. */
+interface Summary {
+  totalSize: number;
+  created: string | null;
+  platform: Platform | null;
+  config: {
+    digest: string;
+    mediaType: string;
+    size: number;
+    created: string | null;
+    os: string | null;
+    architecture: string | null;
+    variant: string | null;
+  } | null;
+}
+
+export interface RepositoryQuery {
+  limit?: number;
+  cursor?: string;
+  q?: string;
+}
+
+const MAX_LIMIT = 1000;
+const MAX_QUERY = 255;
+
+// Build attestations ride in indexes as manifests for platform unknown/unknown; they are not images.
+const isAttestation = (d: Descriptor) =>
+  d.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest' ||
+  (d.platform?.os === 'unknown' && d.platform?.architecture === 'unknown');
+
+/** Repositories, tags and manifests of a registry, read through the registry client. */
+@Injectable()
+export class CatalogService {
+  private readonly summaries: LRUCache<string, Summary>;
+
+  constructor(
+    private readonly registries: RegistriesService,
+    private readonly config: AppConfig,
+  ) {
+    this.summaries = new LRUCache({ max: Math.max(1, config.cache.maxEntries) });
+  }
+
+  /**
+   * A page of repositories that have at least one tag. `_catalog` keeps deleted repositories, so each
+   * candidate's tag list is read; the cursor is the last repository name returned.
+   */
+  async listRepositories(registryName: string, query: RepositoryQuery): Promise<RepositoryPage> {
+    const limit = query.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+      throw new ValidationError(`limit must be an integer from 1 to ${MAX_LIMIT}`, { field: 'limit' });
+    }
+    if (query.q !== undefined && query.q.length > MAX_QUERY)
+      throw new ValidationError(`q is longer than ${MAX_QUERY} characters`, { field: 'q' });
+    const after = decodeCursor(
+      query.cursor,
+      (v): v is { last: string } => typeof (v as { last?: unknown })?.last === 'string',
+    );
+    const matches = matcher(query.q);
+    const { client } = await this.registries.client(registryName);
+    const limiter = pLimit(this.config.upstream.concurrency);
+    const pageSize = Math.min(this.config.upstream.catalogPageSize, MAX_LIMIT);
+
+    const items: RepositoryPage['items'] = [];
+    let last = after?.last;
+    for (;;) {
+      const page = await client.catalogPage(pageSize, last);
+      const candidates = page.repositories.filter(matches);
+      // Check tags in chunks no larger than needed, so a small page does not read a whole upstream page.
+      let i = 0;
+      while (i < candidates.length) {
+        const need = limit - items.length;
+        const chunk = candidates.slice(i, i + Math.max(need, this.config.upstream.concurrency));
+        const counts = await Promise.all(chunk.map((name) => limiter(() => this.tagCount(client, name))));
+        for (const [j, name] of chunk.entries()) {
+          if (counts[j] === 0) continue;
+          items.push({ name, tagCount: counts[j] });
+          if (items.length === limit) {
+            const more = i + j + 1 < candidates.length || page.next !== null;
+            return { items, nextCursor: more ? encodeCursor({ last: name }) : null };
+          }
+        }
+        i += chunk.length;
+      }
+      if (page.next === null || page.repositories.length === 0) return { items, nextCursor: null };
+      last = page.next;
+    }
+  }
+
+  /** Every tag with its digest, media type, total size, creation time and platforms. */
+  async listTags(registryName: string, repository: string): Promise<TagView[]> {
+    assertRepositoryName(repository);
+    const { registry, client } = await this.registries.client(registryName);
+    const tags = await client.listTags(repository);
+    const limiter = pLimit(this.config.upstream.concurrency);
+    const views = await Promise.all(
+      tags.map((tag) =>
+        limiter(async (): Promise<TagView | null> => {
+          try {
+            const m = await client.getManifest(repository, tag);
+            const s = await this.summarise(registry.id, client, repository, m);
+            return {
+              name: tag,
+              digest: m.digest,
+              mediaType: m.mediaType,
+              size: s.totalSize,
+              created: s.created,
+              platforms: isIndex(m)
+                ? m.json.manifests
+                    .filter((d) => !isAttestation(d))
+                    .map((d) => d.platform ?? null)
+                    .filter((p): p is Platform => p !== null)
+                : s.platform
+                  ? [s.platform]
+                  : [],
+            };
+          } catch (err) {
+            // A tag removed between tags/list and the manifest read is simply gone.
+            if (err instanceof UpstreamError && err.code === 'MANIFEST_UNKNOWN') return null;
+            throw err;
+          }
+        }),
+      ),
+    );
+    return views.filter((v): v is TagView => v !== null).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /**
+   * One manifest, its digest resolved with the full Accept list, its layers or children, and every
+   * tag of the repository that points at the same digest (deleting the digest removes them all).
+   */
+  async getManifest(registryName: string, repository: string, reference: string): Promise<ManifestView> {
+    assertRepositoryName(repository);
+    const ref = assertReference(reference);
+    const { registry, client } = await this.registries.client(registryName);
+    const m = await client.getManifest(repository, ref.value);
+    const [summary, tags] = await Promise.all([
+      this.summarise(registry.id, client, repository, m),
+      this.tagsPointingAt(client, repository, m.digest),
+    ]);
+    const index = isIndex(m) ? m.json : null;
+    const image = index ? null : (m.json as ImageManifest);
+    return {
+      registry: registryName,
+      repository,
+      reference: ref.value,
+      digest: m.digest,
+      mediaType: m.mediaType,
+      manifestSize: m.size,
+      totalSize: summary.totalSize,
+      created: summary.created,
+      config: summary.config,
+      layers: image
+        ? image.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size }))
+        : [],
+      children: index
+        ? index.manifests.map((d) => ({
+            digest: d.digest,
+            mediaType: d.mediaType,
+            size: d.size,
+            platform: d.platform ?? null,
+            attestation: isAttestation(d),
+          }))
+        : [],
+      tags,
+      manifest: m.json as unknown as Record<string, unknown>,
+    };
+  }
+
+  /** Tags whose manifest digest equals `digest` (HEAD with the full Accept list for each tag). */
+  async tagsPointingAt(client: RegistryClient, repository: string, digest: string): Promise<string[]> {
+    const tags = await client.listTags(repository).catch((err: unknown) => {
+      if (err instanceof UpstreamError && err.code === 'NAME_UNKNOWN') return [] as string[];
+      throw err;
+    });
+    const limiter = pLimit(this.config.upstream.concurrency);
+    const digests = await Promise.all(
+      tags.map((t) =>
+        limiter(() =>
+          client.headManifest(repository, t).then(
+            (h) => h.digest,
+            (err: unknown) => {
+              if (err instanceof UpstreamError && err.code === 'MANIFEST_UNKNOWN') return null;
+              throw err;
+            },
+          ),
+        ),
+      ),
+    );
+    return tags.filter((_, i) => digests[i] === digest).sort();
+  }
+
+  private async tagCount(client: RegistryClient, repository: string): Promise<number> {
+    try {
+      return (await client.listTags(repository)).length;
+    } catch (err) {
+      if (err instanceof UpstreamError && err.code === 'NAME_UNKNOWN') return 0;
+      throw err;
+    }
+  }
+
+  private async summarise(
+    registryId: string,
+    client: RegistryClient,
+    repository: string,
+    m: FetchedManifest,
+  ): Promise<Summary> {
+    const key = `${registryId}|${repository}|${m.digest}`;
+    const hit = this.summaries.get(key);
+    if (hit) return hit;
+    let summary: Summary;
+    if (isIndex(m)) {
+      const children = await Promise.all(
+        m.json.manifests
+          .filter((d) => !isAttestation(d))
+          .map(async (d) => {
+            const cached = this.summaries.get(`${registryId}|${repository}|${d.digest}`);
+            return (
+              cached ??
+              this.summarise(registryId, client, repository, await client.getManifest(repository, d.digest))
+            );
+          }),
+      );
+      const created =
+        children
+          .map((c) => c.created)
+          .filter((c): c is string => !!c)
+          .sort()
+          .at(-1) ?? null;
+      summary = {
+        totalSize: children.reduce((n, c) => n + c.totalSize, 0),
+        created,
+        platform: null,
+        config: null,
+      };
+    } else {
+      const image = m.json as ImageManifest;
+      const cfg = image.config;
+      const parsed =
+        cfg && /json/.test(cfg.mediaType) && cfg.size > 2
+          ? await client.getBlobJson<ImageConfig>(repository, cfg.digest).catch(() => null)
+          : null;
+      const created = typeof parsed?.created === 'string' ? parsed.created : null;
+      const platform =
+        parsed?.os && parsed.architecture
+          ? {
+              os: parsed.os,
+              architecture: parsed.architecture,
+              ...(parsed.variant ? { variant: parsed.variant } : {}),
+            }
+          : null;
+      summary = {
+        totalSize: (cfg?.size ?? 0) + (image.layers ?? []).reduce((n, l) => n + (l.size ?? 0), 0),
+        created,
+        platform,
+        config: cfg
+          ? {
+              digest: cfg.digest,
+              mediaType: cfg.mediaType,
+              size: cfg.size,
+              created,
+              os: parsed?.os ?? null,
+              architecture: parsed?.architecture ?? null,
+              variant: parsed?.variant ?? null,
+            }
+          : null,
+      };
+    }
+    this.summaries.set(key, summary);
+    return summary;
+  }
+}
+
+function matcher(q: string | undefined): (name: string) => boolean {
+  if (!q) return () => true;
+  if (/[*?[\]{}]/.test(q)) return picomatch(q);
+  const needle = q.toLowerCase();
+  return (name) => name.includes(needle);
+}

@@ -1,0 +1,63 @@
+import { HttpException, HttpStatus } from '@nestjs/common';
+import { DomainError } from './domain-error.js';
+
+export interface ErrorBody {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+const httpCodes: Record<number, string> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHENTICATED',
+  403: 'FORBIDDEN',
+  404: 'ROUTE_NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  413: 'PAYLOAD_TOO_LARGE',
+  414: 'URI_TOO_LONG',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  429: 'RATE_LIMITED',
+};
+
+/** Turns anything thrown into a status and a stable, secret-free error body. */
+export function toErrorBody(err: unknown): { status: number; body: ErrorBody; unexpected: boolean } {
+  if (err instanceof DomainError) {
+    return {
+      status: err.status,
+      body: { code: err.code, message: err.message, details: err.details },
+      unexpected: false,
+    };
+  }
+  if (err instanceof HttpException) {
+    const status = err.getStatus();
+    const res = err.getResponse();
+    if (
+      status === HttpStatus.BAD_REQUEST &&
+      typeof res === 'object' &&
+      res &&
+      Array.isArray((res as { message?: unknown }).message)
+    ) {
+      const problems = (res as { message: string[] }).message;
+      return {
+        status,
+        body: { code: 'VALIDATION_FAILED', message: problems.join('; '), details: { problems } },
+        unexpected: false,
+      };
+    }
+    return {
+      status,
+      body: { code: httpCodes[status] ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST'), message: err.message },
+      unexpected: status >= 500,
+    };
+  }
+  // Fastify's own errors (body too large, bad JSON, ...) carry statusCode and a code like FST_ERR_*.
+  const fe = err as { statusCode?: number; message?: string; code?: string };
+  if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    const code =
+      fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
+        ? 'UNSUPPORTED_MEDIA_TYPE'
+        : (httpCodes[fe.statusCode] ?? 'BAD_REQUEST');
+    return { status: fe.statusCode, body: { code, message: fe.message ?? 'Bad request' }, unexpected: false };
+  }
+  return { status: 500, body: { code: 'INTERNAL', message: 'Internal server error' }, unexpected: true };
+}

@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './app-config.js';
+
+const base = {
+  DATABASE_URL: 'postgres://u@127.0.0.1:5432/db',
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  SECRETS_KEY: 'a'.repeat(64),
+};
+
+describe('loadConfig', () => {
+  it('builds a typed config with defaults', () => {
+    const c = loadConfig(base);
+    expect(c.http.port).toBe(8080);
+    expect(c.secretsKey).toHaveLength(32);
+    expect(c.redis.prefix).toBe('rg');
+  });
+
+  it('names every bad or missing variable', () => {
+    try {
+      loadConfig({ PORT: 'eighty', REDIS_URL: 'http://x', SECRETS_KEY: 'short' });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      const msg = (e as Error).message;
+      expect(msg).toContain('DATABASE_URL: is required');
+      expect(msg).toContain('PORT:');
+      expect(msg).toContain('REDIS_URL: must be a redis:// URL');
+      expect(msg).toContain('SECRETS_KEY: must be 32 bytes');
+    }
+  });
+
+  it('accepts a base64 key', () => {
+    const c = loadConfig({ ...base, SECRETS_KEY: Buffer.alloc(32, 7).toString('base64') });
+    expect(c.secretsKey.equals(Buffer.alloc(32, 7))).toBe(true);
+  });
+});

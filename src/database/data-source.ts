@@ -1,0 +1,23 @@
+import { DataSource, DataSourceOptions } from 'typeorm';
+import { Registries1763780000000 } from '../../migrations/1763780000000-registries.js';
+import { RegistryEntity } from '../registries/registry.entity.js';
+
+/** Entities and migrations as class lists (no globs) so sources under test and `dist` agree. */
+export const entities = [RegistryEntity];
+export const migrations = [Registries1763780000000];
+
+export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions {
+  return {
+    type: 'postgres',
+    url,
+    entities,
+    migrations,
+    synchronize: false,
+    migrationsTableName: 'migrations',
+    extra: { max: poolSize },
+  };
+}
+
+export function createDataSource(url: string, poolSize?: number): DataSource {
+  return new DataSource(dataSourceOptions(url, poolSize));
+}

@@ -1,0 +1,381 @@
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { Agent, Dispatcher } from 'undici';
+import { FetchedManifest, INDEX_TYPES, IMAGE_TYPES, MANIFEST_ACCEPT, MediaTypes } from './oci-types.js';
+import {
+  UpstreamErrorBody,
+  invalidResponse,
+  unreachable,
+  upstreamErrorFromResponse,
+  UpstreamError,
+} from './upstream-error.js';
+import { parseChallenge, parseNextLink } from './www-authenticate.js';
+
+export interface RegistryTarget {
+  name: string;
+  url: string;
+  auth: { type: 'none' | 'basic' | 'bearer'; username?: string | null; password?: string | null };
+  tls: { ca?: string | null; insecure: boolean };
+}
+
+export interface ClientOptions {
+  timeoutMs: number;
+  connections: number;
+}
+
+export interface SendOptions {
+  method: 'GET' | 'HEAD' | 'DELETE' | 'PUT' | 'POST' | 'PATCH';
+  /** Path under /v2/, already validated (e.g. `alpine/manifests/latest`). Empty for the base endpoint. */
+  path: string;
+  query?: Record<string, string | number | undefined>;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  /** What the request is about, for error messages ("manifest a/b:latest"). */
+  what: string;
+}
+
+export type UpstreamResponse = Dispatcher.ResponseData;
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+const KNOWN_MANIFEST_TYPES = new Set<string>([...INDEX_TYPES, ...IMAGE_TYPES]);
+
+/**
+ * The only code that speaks the registry v2 HTTP API. One keep-alive undici pool per registry;
+ * basic auth, and the bearer-token challenge flow with tokens cached per scope.
+ */
+export class RegistryClient {
+  readonly name: string;
+  private readonly agent: Agent;
+  private readonly base: URL;
+  private readonly basePath: string;
+  private readonly tokens = new LRUCache<string, string>({ max: 5000 });
+  private readonly tokenRequests = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly target: RegistryTarget,
+    private readonly options: ClientOptions,
+  ) {
+    this.name = target.name;
+    this.base = new URL(target.url);
+    this.basePath = this.base.pathname.replace(/\/+$/, '');
+    this.agent = new Agent({
+      connections: options.connections,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      connect: {
+        timeout: Math.min(options.timeoutMs, 10_000),
+        ca: target.tls.ca || undefined,
+        rejectUnauthorized: !target.tls.insecure,
+      },
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  /** Sends one request, answering auth challenges; the caller owns (and must consume) the body. */
+  async send(opts: SendOptions): Promise<UpstreamResponse> {
+    const scope = scopeFor(opts);
+    let res = await this.dispatch(opts, this.authorization(scope));
+    if (res.statusCode !== 401) return res;
+
+    const challenge = parseChallenge(res.headers['www-authenticate']);
+    await res.body.dump();
+    if (challenge?.scheme === 'bearer' && challenge.params.realm) {
+      this.tokens.delete(scope);
+      const token = await this.fetchToken(scope, challenge.params);
+      res = await this.dispatch(opts, `Bearer ${token}`);
+      if (res.statusCode !== 401) return res;
+      await res.body.dump();
+    }
+    throw upstreamErrorFromResponse(this.name, 401, undefined, opts.what);
+  }
+
+  /** Sends and throws the mapped UpstreamError unless the status is one of `ok`. */
+  async expect(opts: SendOptions, ok: number[] = [200]): Promise<UpstreamResponse> {
+    const res = await this.send(opts);
+    if (ok.includes(res.statusCode)) return res;
+    throw upstreamErrorFromResponse(this.name, res.statusCode, await readErrorBody(res), opts.what);
+  }
+
+  async ping(): Promise<{ status: number; apiVersion: string | null; latencyMs: number }> {
+    const t0 = performance.now();
+    const res = await this.expect({ method: 'GET', path: '', what: 'the API base endpoint' });
+    await res.body.dump();
+    const v = res.headers['docker-distribution-api-version'];
+    return {
+      status: res.statusCode,
+      apiVersion: (Array.isArray(v) ? v[0] : v) ?? null,
+      latencyMs: performance.now() - t0,
+    };
+  }
+
+  /** One page of `_catalog`. `next` is the `last` value of the Link header's next page, or null. */
+  async catalogPage(n: number, last?: string): Promise<{ repositories: string[]; next: string | null }> {
+    const res = await this.expect({
+      method: 'GET',
+      path: '_catalog',
+      query: { n, last },
+      what: 'the catalog',
+    });
+    const body = await readJson<{ repositories?: string[] | null }>(this.name, res, 16 * 1024 * 1024);
+    const repositories = Array.isArray(body.repositories) ? body.repositories : [];
+    const link = parseNextLink(res.headers.link);
+    return {
+      repositories,
+      next: link ? (link.searchParams.get('last') ?? repositories.at(-1) ?? null) : null,
+    };
+  }
+
+  /** Every tag of a repository, following Link pagination. */
+  async listTags(repository: string, pageSize = 1000): Promise<string[]> {
+    const tags: string[] = [];
+    let last: string | undefined;
+    for (;;) {
+      const res = await this.expect({
+        method: 'GET',
+        path: `${repository}/tags/list`,
+        query: { n: pageSize, last },
+        what: `repository ${repository}`,
+      });
+      const body = await readJson<{ tags?: string[] | null }>(this.name, res, 16 * 1024 * 1024);
+      const page = Array.isArray(body.tags) ? body.tags : [];
+      tags.push(...page);
+      const link = parseNextLink(res.headers.link);
+      const next = link?.searchParams.get('last') ?? page.at(-1);
+      if (!link || !next || next === last || page.length === 0) return tags;
+      last = next;
+    }
+  }
+
+  /** GET a manifest with the full Accept list; checks Content-Type and the content digest. */
+  async getManifest(repository: string, reference: string): Promise<FetchedManifest> {
+    const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const res = await this.expect({
+      method: 'GET',
+      path: `${repository}/manifests/${reference}`,
+      headers: { accept: MANIFEST_ACCEPT },
+      what,
+    });
+    const raw = await readBytes(this.name, res, MAX_MANIFEST_BYTES);
+    const computed = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+    const header = headerValue(res.headers['docker-content-digest']);
+    const digest = header ?? computed;
+    if (header && header.startsWith('sha256:') && header !== computed) {
+      throw invalidResponse(
+        this.name,
+        `${what}: Docker-Content-Digest ${header} does not match the body (${computed})`,
+      );
+    }
+    if (reference.startsWith('sha256:') && reference !== computed) {
+      throw invalidResponse(this.name, `${what}: body digest is ${computed}`);
+    }
+    let json: FetchedManifest['json'];
+    try {
+      json = JSON.parse(raw.toString('utf8')) as FetchedManifest['json'];
+    } catch {
+      throw invalidResponse(this.name, `${what} is not JSON`);
+    }
+    const mediaType = manifestMediaType(headerValue(res.headers['content-type']), json);
+    if (!KNOWN_MANIFEST_TYPES.has(mediaType)) {
+      throw new UpstreamError(
+        'MANIFEST_TYPE_UNSUPPORTED',
+        `${what} has media type ${mediaType}; the gateway handles OCI and Docker schema 2 manifests and indexes`,
+        422,
+        this.name,
+        res.statusCode,
+        null,
+      );
+    }
+    return { digest, mediaType, size: raw.length, raw, json };
+  }
+
+  /** HEAD a manifest with the full Accept list: the digest a DELETE must use. */
+  async headManifest(
+    repository: string,
+    reference: string,
+  ): Promise<{ digest: string; mediaType: string; size: number }> {
+    const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const res = await this.expect({
+      method: 'HEAD',
+      path: `${repository}/manifests/${reference}`,
+      headers: { accept: MANIFEST_ACCEPT },
+      what,
+    });
+    await res.body.dump();
+    const digest = headerValue(res.headers['docker-content-digest']);
+    if (!digest) {
+      // Some registries omit the header on HEAD; the body is the only source of truth then.
+      const m = await this.getManifest(repository, reference);
+      return { digest: m.digest, mediaType: m.mediaType, size: m.size };
+    }
+    const mediaType = headerValue(res.headers['content-type']) ?? 'application/octet-stream';
+    return {
+      digest,
+      mediaType: mediaType.split(';')[0].trim(),
+      size: Number(headerValue(res.headers['content-length']) ?? 0),
+    };
+  }
+
+  /** Reads a small JSON blob (an image config), verifying its digest. */
+  async getBlobJson<T>(repository: string, digest: string, maxBytes = 8 * 1024 * 1024): Promise<T> {
+    const what = `blob ${repository}@${digest}`;
+    const res = await this.expect({ method: 'GET', path: `${repository}/blobs/${digest}`, what });
+    const raw = await readBytes(this.name, res, maxBytes);
+    if (
+      digest.startsWith('sha256:') &&
+      `sha256:${createHash('sha256').update(raw).digest('hex')}` !== digest
+    ) {
+      throw invalidResponse(this.name, `${what}: content does not match its digest`);
+    }
+    try {
+      return JSON.parse(raw.toString('utf8')) as T;
+    } catch {
+      throw invalidResponse(this.name, `${what} is not JSON`);
+    }
+  }
+
+  private authorization(scope: string): string | undefined {
+    const token = this.tokens.get(scope);
+    if (token) return `Bearer ${token}`;
+    const { type, username, password } = this.target.auth;
+    if (type === 'basic' && username) return basic(username, password ?? '');
+    return undefined;
+  }
+
+  private async dispatch(opts: SendOptions, authorization: string | undefined): Promise<UpstreamResponse> {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) qs.set(k, String(v));
+    const path = `${this.basePath}/v2/${opts.path}${qs.size ? `?${qs}` : ''}`;
+    const headers: Record<string, string> = { 'user-agent': 'registry-gateway', ...opts.headers };
+    if (authorization) headers.authorization = authorization;
+    try {
+      return await this.agent.request({
+        origin: this.base.origin,
+        path,
+        method: opts.method,
+        headers,
+        body: opts.body,
+      });
+    } catch (err) {
+      throw unreachable(this.name, err);
+    }
+  }
+
+  /** One token request per scope at a time; concurrent callers share it. */
+  private fetchToken(scope: string, params: Record<string, string>): Promise<string> {
+    let pending = this.tokenRequests.get(scope);
+    if (!pending) {
+      pending = this.requestToken(scope, params).finally(() => this.tokenRequests.delete(scope));
+      this.tokenRequests.set(scope, pending);
+    }
+    return pending;
+  }
+
+  private async requestToken(scope: string, params: Record<string, string>): Promise<string> {
+    const realm = new URL(params.realm);
+    if (params.service) realm.searchParams.set('service', params.service);
+    realm.searchParams.set('scope', params.scope ?? scope);
+    const headers: Record<string, string> = { 'user-agent': 'registry-gateway' };
+    const { username, password } = this.target.auth;
+    if (username) headers.authorization = basic(username, password ?? '');
+    let res: UpstreamResponse;
+    try {
+      res = await this.agent.request({
+        origin: realm.origin,
+        path: realm.pathname + realm.search,
+        method: 'GET',
+        headers,
+      });
+    } catch (err) {
+      throw unreachable(this.name, err);
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw upstreamErrorFromResponse(
+        this.name,
+        res.statusCode === 401 || res.statusCode === 403 ? 401 : res.statusCode,
+        undefined,
+        'a token',
+      );
+    }
+    const body = await readJson<{ token?: string; access_token?: string; expires_in?: number }>(
+      this.name,
+      res,
+      1024 * 1024,
+    );
+    const token = body.token ?? body.access_token;
+    if (!token) throw invalidResponse(this.name, 'token endpoint returned no token');
+    const ttlSec = Math.max(5, (body.expires_in ?? 60) - 10);
+    this.tokens.set(scope, token, { ttl: ttlSec * 1000 });
+    return token;
+  }
+}
+
+function basic(username: string, password: string): string {
+  return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+}
+
+/** Token cache key: the scope a request needs under distribution's token auth. */
+function scopeFor(opts: SendOptions): string {
+  if (opts.path === '') return 'registry:base';
+  if (opts.path === '_catalog') return 'registry:catalog:*';
+  const name = /^(.*)\/(manifests|blobs|tags)\//.exec(opts.path)?.[1] ?? opts.path;
+  const actions =
+    opts.method === 'GET' || opts.method === 'HEAD'
+      ? 'pull'
+      : opts.method === 'DELETE'
+        ? 'delete'
+        : 'pull,push';
+  return `repository:${name}:${actions}`;
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function manifestMediaType(
+  contentType: string | undefined,
+  json: { mediaType?: string; manifests?: unknown; config?: unknown },
+): string {
+  const ct = contentType?.split(';')[0].trim();
+  if (ct && ct !== 'application/json' && ct !== 'application/octet-stream') return ct;
+  if (json.mediaType) return json.mediaType;
+  // OCI allows mediaType to be absent; the shape decides.
+  return json.manifests ? MediaTypes.ociIndex : MediaTypes.ociManifest;
+}
+
+export async function readBytes(registry: string, res: UpstreamResponse, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of res.body) {
+    total += (chunk as Buffer).length;
+    if (total > maxBytes) {
+      res.body.destroy();
+      throw invalidResponse(registry, `response is larger than ${maxBytes} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+export async function readJson<T>(registry: string, res: UpstreamResponse, maxBytes: number): Promise<T> {
+  const raw = await readBytes(registry, res, maxBytes);
+  try {
+    return JSON.parse(raw.toString('utf8')) as T;
+  } catch {
+    throw invalidResponse(registry, 'body is not JSON');
+  }
+}
+
+async function readErrorBody(res: UpstreamResponse): Promise<UpstreamErrorBody | undefined> {
+  try {
+    const raw = await readBytes('', res, 64 * 1024);
+    return JSON.parse(raw.toString('utf8')) as UpstreamErrorBody;
+  } catch {
+    return undefined;
+  }
+}

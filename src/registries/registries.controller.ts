@@ -1,0 +1,63 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Patch, Post } from '@nestjs/common';
+import {
+  ApiCreatedResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiTags,
+} from '@nestjs/swagger';
+import { CreateRegistryDto, RegistryProbeView, RegistryView, UpdateRegistryDto } from './registry.dto.js';
+import { RegistriesService } from './registries.service.js';
+
+@ApiTags('registries')
+@Controller('api/v1/registries')
+export class RegistriesController {
+  constructor(private readonly registries: RegistriesService) {}
+
+  @Get()
+  @ApiOperation({ summary: 'List registered registries' })
+  @ApiOkResponse({ type: [RegistryView] })
+  async list(): Promise<{ items: RegistryView[] }> {
+    return { items: (await this.registries.list()).map((r) => this.registries.toView(r)) };
+  }
+
+  @Post()
+  @ApiOperation({ summary: 'Register a registry; it is probed at once and the result returned' })
+  @ApiCreatedResponse({ type: RegistryView })
+  async create(@Body() dto: CreateRegistryDto): Promise<RegistryView> {
+    return this.registries.toView(await this.registries.create(dto));
+  }
+
+  @Get(':name')
+  @ApiOkResponse({ type: RegistryView })
+  async get(@Param('name') name: string): Promise<RegistryView> {
+    return this.registries.toView(await this.registries.get(name));
+  }
+
+  @Patch(':name')
+  @ApiOperation({ summary: 'Change a registry (re-probed when its connection changes)' })
+  @ApiOkResponse({ type: RegistryView })
+  async update(@Param('name') name: string, @Body() dto: UpdateRegistryDto): Promise<RegistryView> {
+    return this.registries.toView(await this.registries.update(name, dto));
+  }
+
+  @Delete(':name')
+  @HttpCode(204)
+  @ApiOperation({ summary: 'Unregister a registry (nothing on the registry itself changes)' })
+  @ApiNoContentResponse()
+  async remove(@Param('name') name: string): Promise<void> {
+    await this.registries.remove(name);
+  }
+
+  @Get(':name/health')
+  @ApiOperation({
+    summary: 'Probe the registry now',
+    description:
+      'Reachability, API version, whether the credentials work, whether deletes are enabled, disabled, read-only or impossible (pull-through cache), and the major distribution version. The probe deletes an absent digest and an absent tag, which changes nothing.',
+  })
+  @ApiOkResponse({ type: RegistryProbeView })
+  async health(@Param('name') name: string): Promise<RegistryProbeView> {
+    const probed = await this.registries.probe(await this.registries.get(name));
+    return probed.probe!;
+  }
+}

@@ -1,0 +1,194 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import { QueryFailedError, Repository } from 'typeorm';
+import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
+import { SecretBox } from '../common/secret-box.js';
+import { RegistryClient } from './client/registry-client.js';
+import { RegistryClients } from './registry-clients.service.js';
+import { CreateRegistryDto, REGISTRY_NAME_RE, RegistryView, UpdateRegistryDto } from './registry.dto.js';
+import { RegistryEntity, RegistrySource } from './registry.entity.js';
+import { RegistryProber } from './registry-prober.service.js';
+
+export class RegistryNotFoundError extends NotFoundError {
+  constructor(name: string) {
+    super('REGISTRY_NOT_FOUND', `registry "${name}" is not registered`, { registry: name });
+  }
+}
+
+/** Registry records: CRUD, secrets sealing, probing, and the client for each. */
+@Injectable()
+export class RegistriesService {
+  private readonly logger = new Logger(RegistriesService.name);
+
+  constructor(
+    @InjectRepository(RegistryEntity) private readonly repo: Repository<RegistryEntity>,
+    private readonly secrets: SecretBox,
+    private readonly clients: RegistryClients,
+    private readonly prober: RegistryProber,
+  ) {}
+
+  list(): Promise<RegistryEntity[]> {
+    return this.repo.find({ order: { name: 'ASC' } });
+  }
+
+  async get(name: string): Promise<RegistryEntity> {
+    if (typeof name !== 'string' || !REGISTRY_NAME_RE.test(name))
+      throw new RegistryNotFoundError(String(name).slice(0, 100));
+    const found = await this.repo.findOneBy({ name });
+    if (!found) throw new RegistryNotFoundError(name);
+    return found;
+  }
+
+  /** The registry and its client in one call: what every catalog and delete operation needs. */
+  async client(name: string): Promise<{ registry: RegistryEntity; client: RegistryClient }> {
+    const registry = await this.get(name);
+    return { registry, client: this.clients.for(registry) };
+  }
+
+  async create(dto: CreateRegistryDto, source: RegistrySource = 'api'): Promise<RegistryEntity> {
+    const entity = this.repo.create({ name: dto.name, source });
+    this.apply(entity, dto);
+    try {
+      await this.repo.insert(entity);
+    } catch (err) {
+      if (isUniqueViolation(err))
+        throw new ConflictError('REGISTRY_EXISTS', `registry "${dto.name}" already exists`, {
+          registry: dto.name,
+        });
+      throw err;
+    }
+    const saved = await this.get(dto.name);
+    return this.probe(saved);
+  }
+
+  async update(
+    name: string,
+    dto: UpdateRegistryDto,
+    source: RegistrySource = 'api',
+  ): Promise<RegistryEntity> {
+    const entity = await this.get(name);
+    if (entity.source === 'file' && source === 'api') throw managedByFile(name);
+    const before = JSON.stringify(this.connectionOf(entity));
+    this.apply(entity, dto);
+    entity.source = source;
+    await this.repo.save(entity);
+    const saved = await this.get(name);
+    return before === JSON.stringify(this.connectionOf(saved)) ? saved : this.probe(saved);
+  }
+
+  async remove(name: string, source: RegistrySource = 'api'): Promise<void> {
+    const entity = await this.get(name);
+    if (entity.source === 'file' && source === 'api') throw managedByFile(name);
+    await this.repo.delete({ id: entity.id });
+    await this.clients.forget(entity.id);
+  }
+
+  /** Probes the registry now and stores what it learned. */
+  async probe(entity: RegistryEntity): Promise<RegistryEntity> {
+    const probe = await this.prober.probe(this.clients.for(entity), entity.authType);
+    // Plain UPDATE: the probe must not bump updated_at, which versions the client pool.
+    await this.repo.query('UPDATE registries SET probe = $1 WHERE id = $2', [
+      JSON.stringify(probe),
+      entity.id,
+    ]);
+    entity.probe = probe;
+    return entity;
+  }
+
+  toView(e: RegistryEntity): RegistryView {
+    return {
+      name: e.name,
+      url: e.url,
+      description: e.description,
+      authType: e.authType,
+      username: e.username,
+      hasPassword: e.passwordSealed !== null,
+      tlsInsecure: e.tlsInsecure,
+      hasCaCert: e.tlsCaCert !== null,
+      source: e.source,
+      probe: e.probe,
+      createdAt: e.createdAt,
+      updatedAt: e.updatedAt,
+    };
+  }
+
+  private apply(entity: RegistryEntity, dto: UpdateRegistryDto) {
+    if (dto.url !== undefined) entity.url = normaliseUrl(dto.url);
+    if (dto.description !== undefined) entity.description = dto.description || null;
+    if (dto.auth !== undefined) {
+      const { type, username, password } = dto.auth;
+      if (type === 'none') {
+        entity.authType = 'none';
+        entity.username = null;
+        entity.passwordSealed = null;
+      } else {
+        entity.authType = type;
+        if (username !== undefined) entity.username = username || null;
+        if (
+          password !== undefined &&
+          !(password && entity.passwordSealed && this.secrets.open(entity.passwordSealed) === password)
+        ) {
+          entity.passwordSealed = password ? this.secrets.seal(password) : null;
+        }
+        if (type === 'basic' && (!entity.username || !entity.passwordSealed)) {
+          throw new ValidationError('basic auth needs a username and a password', { field: 'auth' });
+        }
+      }
+    } else if (entity.authType === undefined) {
+      entity.authType = 'none';
+    }
+    if (dto.tls !== undefined) {
+      if (dto.tls.caCert !== undefined) entity.tlsCaCert = validCa(dto.tls.caCert);
+      if (dto.tls.insecure !== undefined) entity.tlsInsecure = dto.tls.insecure;
+    }
+    entity.tlsInsecure ??= false;
+    entity.tlsCaCert ??= null;
+    entity.description ??= null;
+    entity.username ??= null;
+    entity.passwordSealed ??= null;
+  }
+
+  private connectionOf(e: RegistryEntity) {
+    return [e.url, e.authType, e.username, e.passwordSealed, e.tlsCaCert, e.tlsInsecure];
+  }
+}
+
+function managedByFile(name: string): DomainError {
+  return new ConflictError(
+    'REGISTRY_MANAGED_BY_FILE',
+    `registry "${name}" is managed by the registries file; change it there`,
+    {
+      registry: name,
+    },
+  );
+}
+
+export function normaliseUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ValidationError('url must be an absolute http(s) URL', { field: 'url' });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new ValidationError('url must use http or https', { field: 'url' });
+  if (url.username || url.password) {
+    throw new ValidationError('url must not contain credentials; use auth.username and auth.password', {
+      field: 'url',
+    });
+  }
+  if (url.search || url.hash)
+    throw new ValidationError('url must not have a query or fragment', { field: 'url' });
+  return url.toString().replace(/\/+$/, '').replace(/\/v2$/, '');
+}
+
+function validCa(pem: string): string | null {
+  if (!pem) return null;
+  if (!pem.includes('-----BEGIN CERTIFICATE-----'))
+    throw new ValidationError('tls.caCert must be a PEM certificate bundle', { field: 'tls.caCert' });
+  return pem;
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  return err instanceof QueryFailedError && (err.driverError as { code?: string })?.code === '23505';
+}
