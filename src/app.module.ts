@@ -17,6 +17,7 @@ import { AppConfig } from './config/app-config.js';
 import { AppConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
 import { HealthModule } from './health/health.module.js';
+import { QueueBoardModule } from './queue/queue-board.module.js';
 import { QueueModule } from './queue/queue.module.js';
 import {
   RegistriesFileModule,
@@ -52,6 +53,7 @@ export class AppModule {
         }),
         PrometheusModule.register({ path: '/metrics', defaultMetrics: { enabled: true } }),
         HealthModule,
+        ...(config.bullBoard ? [QueueBoardModule] : []),
         RegistriesModule,
         RegistriesFileModule,
         CatalogModule,

@@ -399,6 +399,8 @@ describe('registries and catalog on real registries', () => {
     expect(ready.body.info).toMatchObject({ postgres: { status: 'up' }, redis: { status: 'up' } });
     const metrics = await http().get('/metrics').expect(200);
     expect(metrics.text).toContain('process_cpu_user_seconds_total');
+    const board = await http().get('/queues').expect(200);
+    expect(board.text).toContain('<html');
     const live = await http().get('/health/live').set('x-request-id', 'req-123').expect(200);
     expect(live.headers['x-request-id']).toBe('req-123');
   });

@@ -1,0 +1,106 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RegistriesFileSync } from '../src/registries/registries-file.service.js';
+import { TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { RegistryProcess } from './support/registry-process.js';
+
+describe('registries declared in a YAML file', () => {
+  let env: TestEnvironment;
+  let gw: TestGateway;
+  let dir: string;
+  let file: string;
+  let a: RegistryProcess;
+  let b: RegistryProcess;
+
+  beforeAll(async () => {
+    env = await TestEnvironment.create('regfile');
+    [a, b] = await Promise.all([
+      RegistryProcess.start(),
+      RegistryProcess.start({ basicAuth: { username: 'u', password: 'from-file' } }),
+    ]);
+    dir = await mkdtemp(join(tmpdir(), 'rg-file-'));
+    file = join(dir, 'registries.yml');
+    await writeFile(join(dir, 'password'), 'from-file\n');
+    await writeFile(
+      file,
+      `registries:
+  - name: alpha
+    url: ${a.url}
+    description: declared
+  - name: beta
+    url: ${b.url}
+    auth: { type: basic, username: u, passwordFile: ${join(dir, 'password')} }
+`,
+    );
+    // Polling off: the test drives syncs itself, so nothing races it.
+    gw = await startApi(env, { REGISTRIES_FILE: file, REGISTRIES_FILE_POLL_MS: '0' });
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+    await Promise.all([a?.cleanup(), b?.cleanup()]);
+    await rm(dir, { recursive: true, force: true });
+    await env?.destroy();
+  });
+
+  it('creates the listed registries at start, probed, with passwords from files', async () => {
+    const res = await request(gw.server).get('/api/v1/registries').expect(200);
+    expect(res.body.items).toEqual([
+      expect.objectContaining({
+        name: 'alpha',
+        source: 'file',
+        description: 'declared',
+        probe: expect.objectContaining({ reachable: true }),
+      }),
+      expect.objectContaining({
+        name: 'beta',
+        source: 'file',
+        hasPassword: true,
+        probe: expect.objectContaining({ auth: 'ok' }),
+      }),
+    ]);
+  });
+
+  it('refuses API changes to file-managed registries', async () => {
+    const res = await request(gw.server)
+      .patch('/api/v1/registries/alpha')
+      .send({ description: 'x' })
+      .expect(409);
+    expect(res.body.error.code).toBe('REGISTRY_MANAGED_BY_FILE');
+    await request(gw.server).delete('/api/v1/registries/alpha').expect(409);
+  });
+
+  it('keeps the database in sync when the file changes, leaving API-created registries alone', async () => {
+    await request(gw.server).post('/api/v1/registries').send({ name: 'manual', url: a.url }).expect(201);
+    await writeFile(file, `registries:\n  - name: alpha\n    url: ${a.url}\n    description: changed\n`);
+    const sync = gw.app.get(RegistriesFileSync);
+    expect(await sync.syncNow()).toEqual({ created: [], updated: ['alpha'], removed: ['beta'] });
+    expect(await sync.syncNow()).toBeNull();
+    const res = await request(gw.server).get('/api/v1/registries').expect(200);
+    expect(
+      res.body.items.map((r: { name: string; description: string | null }) => [r.name, r.description]),
+    ).toEqual([
+      ['alpha', 'changed'],
+      ['manual', null],
+    ]);
+  });
+
+  it('rejects an invalid file with a clear error and changes nothing', async () => {
+    await writeFile(file, `registries:\n  - name: Not Valid\n    url: ftp://x\n`);
+    const sync = gw.app.get(RegistriesFileSync);
+    await expect(sync.syncNow()).rejects.toMatchObject({
+      code: 'REGISTRIES_FILE_INVALID',
+      message: expect.stringContaining('entry 0 (Not Valid)'),
+    });
+    await writeFile(
+      file,
+      `registries:\n  - name: alpha\n    url: ${a.url}\n  - name: alpha\n    url: ${a.url}\n`,
+    );
+    await expect(sync.syncNow()).rejects.toMatchObject({ message: expect.stringContaining('listed twice') });
+    const res = await request(gw.server).get('/api/v1/registries').expect(200);
+    expect(res.body.items.map((r: { name: string }) => r.name)).toEqual(['alpha', 'manual']);
+  });
+});
