@@ -12,6 +12,7 @@ import { Logger } from 'nestjs-pino';
 import { CatalogModule } from './catalog/catalog.module.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
 import { CommonModule } from './common/common.module.js';
+import { HttpMetrics } from './common/http-metrics.js';
 import { LoggingModule } from './common/logging.module.js';
 import { AppConfig } from './config/app-config.js';
 import { AppConfigModule } from './config/config.module.js';
@@ -58,6 +59,7 @@ export class AppModule {
         RegistriesFileModule,
         CatalogModule,
       ],
+      providers: [HttpMetrics],
     };
   }
 }

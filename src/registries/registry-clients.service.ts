@@ -1,5 +1,6 @@
 import { Injectable, OnModuleDestroy } from '@nestjs/common';
 import { AppConfig } from '../config/app-config.js';
+import { histogram } from '../common/metrics.js';
 import { SecretBox } from '../common/secret-box.js';
 import { RegistryClient } from './client/registry-client.js';
 import { RegistryEntity } from './registry.entity.js';
@@ -8,6 +9,12 @@ import { RegistryEntity } from './registry.entity.js';
 @Injectable()
 export class RegistryClients implements OnModuleDestroy {
   private readonly clients = new Map<string, { stamp: number; client: RegistryClient }>();
+  private readonly upstream = histogram(
+    'gateway_upstream_request_duration_seconds',
+    'Requests the gateway made to registries, by registry, method and status (0: network failure).',
+    ['registry', 'method', 'status'],
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  );
 
   constructor(
     private readonly config: AppConfig,
@@ -30,7 +37,12 @@ export class RegistryClients implements OnModuleDestroy {
         },
         tls: { ca: registry.tlsCaCert, insecure: registry.tlsInsecure },
       },
-      { timeoutMs: this.config.upstream.timeoutMs, connections: this.config.upstream.connections },
+      {
+        timeoutMs: this.config.upstream.timeoutMs,
+        connections: this.config.upstream.connections,
+        observe: (method, status, seconds) =>
+          this.upstream.observe({ registry: registry.name, method, status: String(status) }, seconds),
+      },
     );
     this.clients.set(registry.id, { stamp, client });
     return client;

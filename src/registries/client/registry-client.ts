@@ -21,6 +21,8 @@ export interface RegistryTarget {
 export interface ClientOptions {
   timeoutMs: number;
   connections: number;
+  /** Called once per upstream exchange (status 0 for a network failure), e.g. for metrics. */
+  observe?: (method: string, status: number, seconds: number) => void;
 }
 
 export interface SendOptions {
@@ -252,15 +254,19 @@ export class RegistryClient {
     const path = `${this.basePath}/v2/${opts.path}${qs.size ? `?${qs}` : ''}`;
     const headers: Record<string, string> = { 'user-agent': 'registry-gateway', ...opts.headers };
     if (authorization) headers.authorization = authorization;
+    const t0 = performance.now();
     try {
-      return await this.agent.request({
+      const res = await this.agent.request({
         origin: this.base.origin,
         path,
         method: opts.method,
         headers,
         body: opts.body,
       });
+      this.options.observe?.(opts.method, res.statusCode, (performance.now() - t0) / 1000);
+      return res;
     } catch (err) {
+      this.options.observe?.(opts.method, 0, (performance.now() - t0) / 1000);
       throw unreachable(this.name, err);
     }
   }
