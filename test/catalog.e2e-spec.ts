@@ -194,6 +194,8 @@ describe('registries and catalog on real registries', () => {
 
   describe('catalog', () => {
     it('lists repositories with tags and hides the empty ones', async () => {
+      const upstream = (await (await fetch(`${plain.url}/v2/_catalog`)).json()) as { repositories: string[] };
+      expect(upstream.repositories).toContain('team-b/gone');
       const res = await http().get('/api/v1/registries/plain/repositories').expect(200);
       expect(res.body).toEqual({
         items: [
