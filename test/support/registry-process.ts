@@ -18,6 +18,11 @@ const LOG_TAIL_LINES = 40;
 export interface RegistryProcessOptions {
   /** htpasswd auth; distribution 2.8 only accepts bcrypt hashes. */
   basicAuth?: { username: string; password: string };
+  /**
+   * auth.token: clients need a JWT from the token server at `realm`, issued by `issuer` for `service` and
+   * signed by a key whose certificate chains to the PEM bundle at `rootCertBundle`. Excludes basicAuth.
+   */
+  tokenAuth?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** storage.delete.enabled; default true. */
   deleteEnabled?: boolean;
   /** storage.maintenance.readonly.enabled. */
@@ -368,6 +373,18 @@ export class RegistryProcess {
     if (cache === 'redis') {
       if (!opts.redis) throw new Error("cache 'redis' needs the redis option");
       config.redis = { addr: opts.redis.addr, db: opts.redis.db ?? 0, dialtimeout: '1s' };
+    }
+
+    if (opts.basicAuth && opts.tokenAuth) throw new Error('basicAuth and tokenAuth exclude each other');
+    if (opts.tokenAuth) {
+      config.auth = {
+        token: {
+          realm: opts.tokenAuth.realm,
+          service: opts.tokenAuth.service,
+          issuer: opts.tokenAuth.issuer,
+          rootcertbundle: opts.tokenAuth.rootCertBundle,
+        },
+      };
     }
 
     if (opts.basicAuth) {

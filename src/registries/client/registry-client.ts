@@ -40,6 +40,8 @@ export type UpstreamResponse = Dispatcher.ResponseData;
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const KNOWN_MANIFEST_TYPES = new Set<string>([...INDEX_TYPES, ...IMAGE_TYPES]);
+/** Token cache key of the base endpoint; never sent as a scope. */
+const BASE_SCOPE = 'registry:base';
 
 /**
  * The only code that speaks the registry v2 HTTP API. One keep-alive undici pool per registry;
@@ -81,17 +83,25 @@ export class RegistryClient {
   /** Sends one request, answering auth challenges; the caller owns (and must consume) the body. */
   async send(opts: SendOptions): Promise<UpstreamResponse> {
     const scope = scopeFor(opts);
-    let res = await this.dispatch(opts, this.authorization(scope));
+    const sent = this.authorization(scope);
+    let res = await this.dispatch(opts, sent);
     if (res.statusCode !== 401) return res;
 
     const challenge = parseChallenge(res.headers['www-authenticate']);
     await res.body.dump();
     if (challenge?.scheme === 'bearer' && challenge.params.realm) {
-      this.tokens.delete(scope);
-      const token = await this.fetchToken(scope, challenge.params);
+      // Drop the token only if it is the one refused: a concurrent caller may have just renewed it.
+      if (sent && sent === this.authorization(scope)) this.tokens.delete(scope);
+      const cached = this.tokens.get(scope);
+      const token =
+        cached && `Bearer ${cached}` !== sent ? cached : await this.fetchToken(scope, challenge.params);
       res = await this.dispatch(opts, `Bearer ${token}`);
       if (res.statusCode !== 401) return res;
+      const again = parseChallenge(res.headers['www-authenticate']);
       await res.body.dump();
+      // A fresh token that still lacks the scope: the credentials work but carry no such right.
+      if (again?.params.error === 'insufficient_scope')
+        throw upstreamErrorFromResponse(this.name, 403, undefined, opts.what);
     }
     throw upstreamErrorFromResponse(this.name, 401, undefined, opts.what);
   }
@@ -284,7 +294,10 @@ export class RegistryClient {
   private async requestToken(scope: string, params: Record<string, string>): Promise<string> {
     const realm = new URL(params.realm);
     if (params.service) realm.searchParams.set('service', params.service);
-    realm.searchParams.set('scope', params.scope ?? scope);
+    // GET /v2/ needs no resource, so its challenge names no scope; an invented one ('registry:base') is
+    // outside the scope grammar, and strict token servers (cesanta/docker_auth) answer it with a 400.
+    const requested = params.scope ?? (scope === BASE_SCOPE ? undefined : scope);
+    if (requested) realm.searchParams.set('scope', requested);
     const headers: Record<string, string> = { 'user-agent': 'registry-gateway' };
     const { username, password } = this.target.auth;
     if (username) headers.authorization = basic(username, password ?? '');
@@ -327,7 +340,7 @@ function basic(username: string, password: string): string {
 
 /** Token cache key: the scope a request needs under distribution's token auth. */
 function scopeFor(opts: SendOptions): string {
-  if (opts.path === '') return 'registry:base';
+  if (opts.path === '') return BASE_SCOPE;
   if (opts.path === '_catalog') return 'registry:catalog:*';
   const name = /^(.*)\/(manifests|blobs|tags)\//.exec(opts.path)?.[1] ?? opts.path;
   const actions =
