@@ -156,10 +156,14 @@ export class ImagePusher {
 
   constructor(
     registryUrl: string,
-    opts: { username?: string; password?: string; connections?: number } = {},
+    opts: { username?: string; password?: string; connections?: number; ca?: string } = {},
   ) {
     this.registryUrl = registryUrl.replace(/\/+$/, '');
-    this.agent = new Agent({ connections: opts.connections ?? 16, keepAliveTimeout: 10_000 });
+    this.agent = new Agent({
+      connections: opts.connections ?? 16,
+      keepAliveTimeout: 10_000,
+      connect: opts.ca ? { ca: opts.ca } : undefined,
+    });
     if (opts.username !== undefined) {
       const token = Buffer.from(`${opts.username}:${opts.password ?? ''}`).toString('base64');
       this.authorization = `Basic ${token}`;

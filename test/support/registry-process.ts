@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { appendFile, lstat, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +24,8 @@ export interface RegistryProcessOptions {
    * signed by a key whose certificate chains to the PEM bundle at `rootCertBundle`. Excludes basicAuth.
    */
   tokenAuth?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** http.tls: serve HTTPS with this certificate and key (PEM files). */
+  tls?: { certPath: string; keyPath: string };
   /** storage.delete.enabled; default true. */
   deleteEnabled?: boolean;
   /** storage.maintenance.readonly.enabled. */
@@ -119,11 +122,17 @@ async function assertPortFree(port: number): Promise<void> {
 /** Status of GET /v2/, or undefined while nothing listens. No pooling: a probe must not keep sockets. */
 function probe(url: string): Promise<number | undefined> {
   return new Promise((resolve) => {
-    const req = httpRequest(`${url}/v2/`, { method: 'GET', agent: false, timeout: 1_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode));
-      res.on('error', () => resolve(undefined));
-    });
+    const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+    // The readiness probe only asks whether something answers; trust is what the tests check.
+    const req = send(
+      `${url}/v2/`,
+      { method: 'GET', agent: false, timeout: 1_000, rejectUnauthorized: false },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+        res.on('error', () => resolve(undefined));
+      },
+    );
     req.on('timeout', () => req.destroy());
     req.on('error', () => resolve(undefined));
     req.end();
@@ -149,7 +158,7 @@ export class RegistryProcess {
   private constructor(workDir: string, port: number, rootDir: string, opts: RegistryProcessOptions) {
     this.workDir = workDir;
     this.port = port;
-    this.url = `http://127.0.0.1:${port}`;
+    this.url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     this.rootDir = rootDir;
     this.configPath = join(workDir, 'config.yml');
     this.logPath = join(workDir, 'registry.log');
@@ -367,6 +376,7 @@ export class RegistryProcess {
         secret: this.httpSecret,
         headers: { 'X-Content-Type-Options': ['nosniff'] },
         // no http.debug: the debug server stays off
+        ...(opts.tls ? { tls: { certificate: opts.tls.certPath, key: opts.tls.keyPath } } : {}),
       },
     };
 

@@ -82,7 +82,7 @@ export function unreachable(registry: string, cause: unknown): UpstreamError {
   const c = cause as { code?: string; message?: string; cause?: { code?: string } };
   const why = c?.code ?? c?.cause?.code ?? c?.message ?? 'network error';
   // Certificate problems are configuration, not outages: say so, and how to fix it.
-  if (/CERT|SELF_SIGNED|ERR_TLS|ERR_SSL|HOSTNAME_MISMATCH/.test(why)) {
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL|HOSTNAME_MISMATCH/.test(why)) {
     return new UpstreamError(
       'UPSTREAM_TLS_ERROR',
       `registry "${registry}" presented a certificate the gateway does not trust (${why}); set tls.caCert to its CA bundle`,
