@@ -34,7 +34,12 @@ ensure_deps() {
   local stamp="$ROOT/node_modules/.install-stamp"
   if [ ! -f "$stamp" ] || [ "$ROOT/package-lock.json" -nt "$stamp" ]; then
     log "installing npm dependencies"
-    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    # `npm ci` refuses a lock file without other platforms' optional packages (a registry mirror that
+    # lacks them writes such locks); `npm install --no-save` then installs the same versions from it.
+    if ! (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error); then
+      log "npm ci failed; installing from the lock file with npm install --no-save"
+      (cd "$ROOT" && npm install --no-save --no-audit --no-fund --loglevel=error)
+    fi
     touch "$stamp"
   fi
 }

@@ -5,7 +5,8 @@ import { runMigrationsLocked } from './migrations-runner.js';
 /** `npm run migrate`: applies pending migrations (the API also does this at start unless disabled). */
 async function main() {
   const config = loadConfig();
-  const ds = createDataSource(config.database.url, 1);
+  // Two connections: one holds the advisory lock while the migrations run on the other.
+  const ds = createDataSource(config.database.url, 2);
   await ds.initialize();
   const ran = await runMigrationsLocked(ds);
   for (const m of ran) console.log(`applied ${m.name}`);
