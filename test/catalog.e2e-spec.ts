@@ -183,6 +183,57 @@ describe('registries and catalog on real registries', () => {
       expect(rename.body.error.code).toBe('VALIDATION_FAILED');
     });
 
+    it('manages registries through GraphQL mutations too', async () => {
+      const gql = (query: string) => http().post('/graphql').send({ query }).expect(200);
+      const created = await gql(
+        `mutation { createRegistry(input: { name: "gql", url: "${plain.url}", auth: { type: basic, username: "u", password: "p" } }) { name authType hasPassword source probe { reachable auth } } }`,
+      );
+      expect(created.body.data.createRegistry).toEqual({
+        name: 'gql',
+        authType: 'basic',
+        hasPassword: true,
+        source: 'api',
+        probe: { reachable: true, auth: 'ok' },
+      });
+      const updated = await gql(
+        'mutation { updateRegistry(name: "gql", input: { description: "via graphql", auth: { type: none } }) { description authType hasPassword } }',
+      );
+      expect(updated.body.data.updateRegistry).toEqual({
+        description: 'via graphql',
+        authType: 'none',
+        hasPassword: false,
+      });
+      const probed = await gql(
+        'mutation { probeRegistry(name: "gql") { reachable deletes distributionVersion } }',
+      );
+      expect(probed.body.data.probeRegistry).toEqual({
+        reachable: true,
+        deletes: 'enabled',
+        distributionVersion: '2.x',
+      });
+      const invalid = await gql('mutation { createRegistry(input: { name: "Bad!", url: "x" }) { name } }');
+      expect(invalid.body.errors[0].extensions.code).toBe('VALIDATION_FAILED');
+      const deleted = await gql('mutation { deleteRegistry(name: "gql") }');
+      expect(deleted.body.data.deleteRegistry).toBe(true);
+      const gone = await gql('{ registry(name: "gql") { name } }');
+      expect(gone.body.errors[0].extensions.code).toBe('REGISTRY_NOT_FOUND');
+    });
+
+    it('refuses oversized and malformed bodies with a code', async () => {
+      const big = await http()
+        .post('/api/v1/registries')
+        .set('content-type', 'application/json')
+        .send(JSON.stringify({ name: 'big', url: plain.url, description: 'x'.repeat(2 * 1024 * 1024) }));
+      expect(big.status).toBe(413);
+      expect(big.body.error.code).toBe('PAYLOAD_TOO_LARGE');
+      const broken = await http()
+        .post('/api/v1/registries')
+        .set('content-type', 'application/json')
+        .send('{"name": ');
+      expect(broken.status).toBe(400);
+      expect(broken.body.error.code).toBe('BAD_REQUEST');
+    });
+
     it('updates a registry', async () => {
       const res = await http()
         .patch('/api/v1/registries/plain')
