@@ -6,14 +6,16 @@ import { NestFactory } from '@nestjs/core';
 import { GraphQLModule } from '@nestjs/graphql';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { LogController } from 'fastify';
 import { PrometheusModule } from '@willsoto/nestjs-prometheus';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { Logger } from 'nestjs-pino';
+import { pino } from 'pino';
 import { CatalogModule } from './catalog/catalog.module.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
 import { CommonModule } from './common/common.module.js';
 import { HttpMetrics } from './common/http-metrics.js';
-import { LoggingModule } from './common/logging.module.js';
+import { LoggingModule, pinoOptions } from './common/logging.module.js';
 import { AppConfig } from './config/app-config.js';
 import { AppConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
@@ -27,6 +29,7 @@ import {
 } from './registries/registries.module.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+const QUIET_ROUTES = /^\/(health|metrics)(\/|$)/;
 
 /** What both processes share: config, logging, Postgres, Redis/BullMQ. */
 function core(config: AppConfig) {
@@ -85,13 +88,17 @@ function graphiqlPage() {
 /** Builds the API application with everything main.ts and the e2e tests need. */
 export async function createApiApp(config: AppConfig): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
+    loggerInstance: pino(pinoOptions(config)),
+    logController: new LogController({
+      requestIdLogLabel: 'requestId',
+      // Probes and scrapes every few seconds would drown the request log.
+      disableRequestLogging: (req) => QUIET_ROUTES.test(req.url),
+    }),
     bodyLimit: 1024 * 1024,
     routerOptions: { maxParamLength: 2048 },
     genReqId: (req: IncomingMessage) => {
       const given = req.headers['x-request-id'];
       const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-      // pino-http reads req.id, so both loggers agree on the id.
-      (req as IncomingMessage & { id: string }).id = id;
       return id;
     },
   });

@@ -30,6 +30,7 @@ describe('registries declared in a YAML file', () => {
   - name: alpha
     url: ${a.url}
     description: declared
+    tls: { insecure: true }
   - name: beta
     url: ${b.url}
     auth: { type: basic, username: u, passwordFile: ${join(dir, 'password')} }
@@ -80,11 +81,11 @@ describe('registries declared in a YAML file', () => {
     expect(await sync.syncNow()).toEqual({ created: [], updated: ['alpha'], removed: ['beta'] });
     expect(await sync.syncNow()).toBeNull();
     const res = await request(gw.server).get('/api/v1/registries').expect(200);
-    expect(
-      res.body.items.map((r: { name: string; description: string | null }) => [r.name, r.description]),
-    ).toEqual([
-      ['alpha', 'changed'],
-      ['manual', null],
+    // What the file no longer says is reset, not kept from before.
+    type Row = { name: string; description: string | null; tlsInsecure: boolean };
+    expect(res.body.items.map((r: Row) => [r.name, r.description, r.tlsInsecure])).toEqual([
+      ['alpha', 'changed', false],
+      ['manual', null, false],
     ]);
   });
 

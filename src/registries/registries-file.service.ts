@@ -120,17 +120,20 @@ export class RegistriesFileSync implements OnApplicationBootstrap, OnApplication
       const plain = {
         name: r?.name,
         url: r?.url,
-        description: r?.description,
-        auth: r?.auth && {
-          type: r.auth.type,
-          username: r.auth.username,
-          password: r.auth.passwordFile
-            ? (await readFile(r.auth.passwordFile, 'utf8')).trim()
-            : r.auth.password,
-        },
-        tls: r?.tls && {
-          insecure: r.tls.insecure,
-          caCert: r.tls.caFile ? await readFile(r.tls.caFile, 'utf8') : r.tls.caCert,
+        // The file is the whole truth for its registries: what it leaves out is reset to the default.
+        description: r?.description ?? '',
+        auth: r?.auth
+          ? {
+              type: r.auth.type,
+              username: r.auth.username,
+              password: r.auth.passwordFile
+                ? (await readFile(r.auth.passwordFile, 'utf8')).trim()
+                : r.auth.password,
+            }
+          : { type: 'none' },
+        tls: {
+          insecure: r?.tls?.insecure ?? false,
+          caCert: r?.tls?.caFile ? await readFile(r.tls.caFile, 'utf8') : (r?.tls?.caCert ?? ''),
         },
       };
       const dto = plainToInstance(CreateRegistryDto, plain);
