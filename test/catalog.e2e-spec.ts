@@ -445,6 +445,14 @@ describe('registries and catalog on real registries', () => {
         '/api/v1/registries/{registry}/repositories',
       ]),
     );
+    expect(Object.keys(spec.body.components.schemas.CreateRegistryDto.properties).sort()).toEqual([
+      'auth',
+      'description',
+      'name',
+      'tls',
+      'url',
+    ]);
+    expect(spec.body.components.schemas.CreateRegistryDto.required).toEqual(['name', 'url']);
     const page = await http().get('/graphql').set('accept', 'text/html').expect(200);
     expect(page.text).toContain('graphiql');
     expect(page.text).not.toMatch(/<script[^>]+src="https?:\/\//);

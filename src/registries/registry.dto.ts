@@ -57,22 +57,9 @@ export class RegistryAuthDto {
   password?: string;
 }
 
-@InputType('CreateRegistryInput')
-export class CreateRegistryDto {
-  @ApiProperty({ example: 'prod-eu', pattern: REGISTRY_NAME_RE.source })
-  @Field({ description: 'Unique name: lower-case letters, digits and dashes.' })
-  @IsString()
-  @Matches(REGISTRY_NAME_RE, {
-    message: 'name must be 1-63 characters of [a-z0-9-], starting and ending with a letter or digit',
-  })
-  name: string;
-
-  @ApiProperty({ example: 'https://registry.example.com' })
-  @Field({ description: 'Base URL of the registry (the /v2/ API lives under it).' })
-  @IsString()
-  @MaxLength(2048)
-  url: string;
-
+/** What create and update share; every field optional here. */
+@InputType({ isAbstract: true })
+abstract class RegistrySettingsDto {
   @ApiPropertyOptional()
   @Field({ nullable: true })
   @IsOptional()
@@ -95,36 +82,32 @@ export class CreateRegistryDto {
   tls?: RegistryTlsDto;
 }
 
-/** Every field optional; a registry cannot be renamed. (Mapped types cannot carry both GraphQL and OpenAPI metadata.) */
+@InputType('CreateRegistryInput')
+export class CreateRegistryDto extends RegistrySettingsDto {
+  @ApiProperty({ example: 'prod-eu', pattern: REGISTRY_NAME_RE.source })
+  @Field({ description: 'Unique name: lower-case letters, digits and dashes.' })
+  @IsString()
+  @Matches(REGISTRY_NAME_RE, {
+    message: 'name must be 1-63 characters of [a-z0-9-], starting and ending with a letter or digit',
+  })
+  name: string;
+
+  @ApiProperty({ example: 'https://registry.example.com' })
+  @Field({ description: 'Base URL of the registry (the /v2/ API lives under it).' })
+  @IsString()
+  @MaxLength(2048)
+  url: string;
+}
+
+/** A registry cannot be renamed: `name` is not accepted. */
 @InputType('UpdateRegistryInput')
-export class UpdateRegistryDto {
+export class UpdateRegistryDto extends RegistrySettingsDto {
   @ApiPropertyOptional()
   @Field({ nullable: true })
   @IsOptional()
   @IsString()
   @MaxLength(2048)
   url?: string;
-
-  @ApiPropertyOptional()
-  @Field({ nullable: true })
-  @IsOptional()
-  @IsString()
-  @MaxLength(1000)
-  description?: string;
-
-  @ApiPropertyOptional({ type: RegistryAuthDto })
-  @Field(() => RegistryAuthDto, { nullable: true })
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => RegistryAuthDto)
-  auth?: RegistryAuthDto;
-
-  @ApiPropertyOptional({ type: RegistryTlsDto })
-  @Field(() => RegistryTlsDto, { nullable: true })
-  @IsOptional()
-  @ValidateNested()
-  @Type(() => RegistryTlsDto)
-  tls?: RegistryTlsDto;
 }
 
 @ObjectType('RegistryProbeError')
