@@ -3,10 +3,11 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Agent } from 'undici';
 import { ImagePusher, MANIFEST_ACCEPT, seedManyRepositories } from '../test/support/image-pusher.js';
+import { envSchema } from '../src/config/config.schema.js';
 import { RegistryProcess } from '../test/support/registry-process.js';
 import { BENCH_DATA_DIR, BenchFailure, PROJECT_ROOT } from './support/bench.js';
 import type { BenchContext, BenchReport, Benchmark, Metric } from './support/bench.js';
-import { BenchEnvironment } from './support/bench-env.js';
+import { TestEnvironment } from '../test/support/environment.js';
 import { GatewayProcess } from './support/gateway-process.js';
 import { busyShare, cpuSeconds, machineCpu, peakRssBytes } from './support/proc.js';
 import { formatBytes, formatList, formatMs, formatSeconds, median } from './support/stats.js';
@@ -24,7 +25,6 @@ import { formatBytes, formatList, formatMs, formatSeconds, median } from './supp
  */
 const SPEC = { repositories: 2000, tagsPerRepository: 5 };
 const CLIENT_CONCURRENCY = 16;
-const GATEWAY_DEFAULT_CONNECTIONS = 32;
 const RUNS = 3;
 const TARGET_RATIO = 1.3;
 const REGISTRY_NAME = 'bench';
@@ -47,7 +47,15 @@ interface Crawl {
   ms: number;
   /** Requests this crawler sent (to the registry for direct, to the gateway for gateway crawls). */
   requests: number;
-  cpu: { bench?: number; gateway?: number; registry?: number; machineBusy?: number };
+  cpu: {
+    bench?: number;
+    gateway?: number;
+    registry?: number;
+    /** Busy share of all cores. */
+    machineBusy?: number;
+    /** CPU seconds no measured process accounts for: other load on the machine, plus Postgres. */
+    other?: number;
+  };
 }
 
 export const catalogBench: Benchmark = {
@@ -59,7 +67,9 @@ export const catalogBench: Benchmark = {
 async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
   const repositories = Math.max(1, Math.round(SPEC.repositories * ctx.scale));
   const { tagsPerRepository } = SPEC;
-  const upstreamConnections = Number(process.env.UPSTREAM_CONNECTIONS ?? GATEWAY_DEFAULT_CONNECTIONS);
+  // What the gateway will use: the variable when set, else the gateway's own default.
+  const upstreamConnections = envSchema.shape.UPSTREAM_CONNECTIONS.parse(process.env.UPSTREAM_CONNECTIONS);
+  const upstreamConcurrency = envSchema.shape.UPSTREAM_CONCURRENCY.parse(process.env.UPSTREAM_CONCURRENCY);
   const metrics: Metric[] = [];
 
   const dataset = await openDataset(ctx, repositories, tagsPerRepository);
@@ -68,10 +78,10 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
     { label: 'seeding', value: dataset.seeding },
   );
 
-  let env: BenchEnvironment | undefined;
+  let env: TestEnvironment | undefined;
   let gateway: GatewayProcess | undefined;
   try {
-    env = await BenchEnvironment.create('catalog');
+    env = await TestEnvironment.create('catalog', 'bench');
     const gatewayEnv: Record<string, string> = env.gatewayEnv();
     // Knobs for experiments (`UPSTREAM_CONNECTIONS=16 npm run bench`); the direct crawler follows too.
     for (const key of ['UPSTREAM_CONNECTIONS', 'UPSTREAM_CONCURRENCY', 'CACHE_MAX_ENTRIES']) {
@@ -79,7 +89,7 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
       if (value !== undefined) gatewayEnv[key] = value;
     }
     gateway = await GatewayProcess.start({ env: gatewayEnv, name: 'catalog' });
-    await registerRegistry(gateway.url, dataset.registry.url);
+    await gateway.request('POST', '/api/v1/registries', { name: REGISTRY_NAME, url: dataset.registry.url });
 
     const registryPid = dataset.registry.pid;
     const direct = () =>
@@ -98,6 +108,7 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
     const gatewayRuns: Crawl[] = [];
     const upstreamCounts: number[] = [];
     let peakRss = 0;
+    const readyRss: number[] = [];
     for (let run = 1; run <= RUNS; run++) {
       const d = await direct();
       assertSameData(reference.data, d.data, `direct run ${run}`);
@@ -106,11 +117,12 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
 
       // A fresh process per cold run: empty summary cache, no open upstream connections.
       await gateway.restart();
+      readyRss.push(peakRssBytes(gateway.apiPid!) ?? 0);
       const g = await throughGateway(gateway);
       peakRss = Math.max(peakRss, peakRssBytes(gateway.apiPid!) ?? 0);
       assertSameData(reference.data, g.data, `gateway run ${run}`);
       gatewayRuns.push(g);
-      upstreamCounts.push(await upstreamRequests(gateway.url));
+      upstreamCounts.push(await upstreamRequests(gateway));
       ctx.log(`catalog: run ${run}/${RUNS} gateway (cold) ${formatMs(g.ms)} = ${(g.ms / d.ms).toFixed(2)}x`);
     }
 
@@ -119,7 +131,7 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
     const warm = await throughGateway(gateway);
     peakRss = Math.max(peakRss, peakRssBytes(gateway.apiPid!) ?? 0);
     assertSameData(reference.data, warm.data, 'gateway warm run');
-    const warmUpstream = (await upstreamRequests(gateway.url)) - warmUpstreamBefore;
+    const warmUpstream = (await upstreamRequests(gateway)) - warmUpstreamBefore;
     ctx.log(`catalog: gateway (warm) ${formatMs(warm.ms)}`);
 
     const directMs = median(directRuns.map((r) => r.ms));
@@ -137,8 +149,9 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
       {
         label: 'concurrency',
         value:
-          `${CLIENT_CONCURRENCY} repositories in flight (both crawlers); direct pool ${upstreamConnections} ` +
-          `connections, gateway UPSTREAM_CONNECTIONS=${process.env.UPSTREAM_CONNECTIONS ?? `${GATEWAY_DEFAULT_CONNECTIONS} (default)`}`,
+          `${CLIENT_CONCURRENCY} repositories in flight, all tags of a repository at once (both crawlers); ` +
+          `registry connections: direct ${upstreamConnections}, gateway UPSTREAM_CONNECTIONS=${upstreamConnections} ` +
+          `(UPSTREAM_CONCURRENCY=${upstreamConcurrency})`,
       },
       {
         label: `direct crawl, median of ${RUNS}`,
@@ -156,7 +169,9 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
       },
       {
         label: 'ratio gateway/direct (cold)',
-        value: ratio.toFixed(2),
+        value: `${ratio.toFixed(2)} (pairs in run order: ${gatewayRuns
+          .map((g, i) => (g.ms / directRuns[i].ms).toFixed(2))
+          .join(', ')})`,
         target: `<= ${TARGET_RATIO}`,
         ok: ratio <= TARGET_RATIO,
       },
@@ -164,7 +179,12 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
         label: 'gateway warm crawl (info)',
         value: `${formatMs(warm.ms)}, ${(warm.ms / directMs).toFixed(2)}x direct`,
       },
-      { label: 'gateway API peak RSS (VmHWM)', value: peakRss ? formatBytes(peakRss) : 'n/a' },
+      {
+        label: 'gateway API peak RSS (VmHWM)',
+        value: peakRss
+          ? `${formatBytes(peakRss)} (${formatBytes(median(readyRss))} when ready, before a crawl)`
+          : 'n/a',
+      },
       {
         label: 'CPU per crawl, medians',
         value:
@@ -173,11 +193,17 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
           `crawler ${cpu(medianCpu(gatewayRuns, 'bench'))}; warm: gateway ${cpu(warm.cpu.gateway)}`,
       },
       {
+        // Robust to other load on the machine: the CPU the whole pipeline needs, gateway path vs direct.
+        label: 'CPU ratio gateway/direct (info)',
+        value: cpuRatio(directRuns, gatewayRuns),
+      },
+      {
         label: 'machine CPU busy, medians',
         value: `direct ${share(medianCpu(directRuns, 'machineBusy'))}, gateway cold ${share(
           medianCpu(gatewayRuns, 'machineBusy'),
         )} (of all cores)`,
       },
+      otherLoad(directRuns, gatewayRuns),
       {
         label: 'registry requests per crawl',
         value: `direct ${directRuns[0].requests}, gateway cold ${median(upstreamCounts)}, gateway warm ${warmUpstream}`,
@@ -193,6 +219,39 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
     await dataset.registry.cleanup();
     await env?.destroy().catch(() => undefined);
   }
+}
+
+/** (gateway + registry + crawler CPU) / (registry + crawler CPU), medians; Postgres is not counted. */
+function cpuRatio(directRuns: Crawl[], gatewayRuns: Crawl[]): string {
+  const total = (r: Crawl) =>
+    r.cpu.registry === undefined ? undefined : r.cpu.registry + (r.cpu.gateway ?? 0) + (r.cpu.bench ?? 0);
+  const d = directRuns.map(total).filter((v): v is number => v !== undefined);
+  const g = gatewayRuns.map(total).filter((v): v is number => v !== undefined);
+  if (!d.length || !g.length || gatewayRuns.some((r) => r.cpu.gateway === undefined)) return 'n/a';
+  return `${(median(g) / median(d)).toFixed(2)} (${formatSeconds(median(g))} / ${formatSeconds(median(d))} of CPU per crawl)`;
+}
+
+/**
+ * This machine is shared; CPU that none of the measured processes used means the timings competed
+ * with something else, and the wall-clock ratio is then less trustworthy than the CPU ratio.
+ */
+function otherLoad(directRuns: Crawl[], gatewayRuns: Crawl[]): Metric {
+  const runs = [...directRuns, ...gatewayRuns];
+  if (runs.some((r) => r.cpu.other === undefined)) return { label: 'CPU of other processes', value: 'n/a' };
+  const list = (rs: Crawl[]) =>
+    formatList(
+      rs.map((r) => r.cpu.other!),
+      formatSeconds,
+    );
+  // more than a tenth of what the direct path itself needs
+  const threshold = 0.1 * median(directRuns.map((r) => (r.cpu.registry ?? 0) + (r.cpu.bench ?? 0)));
+  const noisy = runs.some((r) => r.cpu.other! > threshold);
+  return {
+    label: 'CPU of other processes per crawl',
+    value:
+      `direct [${list(directRuns)}], gateway cold [${list(gatewayRuns)}] (Postgres and anything else)` +
+      (noisy ? '; NOISY: other load competed with some crawls, rerun on an idle machine' : ''),
+  };
 }
 
 // --- dataset -----------------------------------------------------------------------------------------
@@ -339,16 +398,24 @@ async function measure(
   const { data, requests } = await crawl();
   const ms = performance.now() - t0;
   const after = read();
-  const bench = process.cpuUsage(before.bench);
+  const usage = process.cpuUsage(before.bench);
+  const bench = (usage.user + usage.system) / 1e6;
+  const gateway = diff(before.gateway, after.gateway);
+  const registry = diff(before.registry, after.registry);
+  const machine = diff(before.machine?.busy, after.machine?.busy);
   return {
     data,
     ms,
     requests,
     cpu: {
-      bench: (bench.user + bench.system) / 1e6,
-      gateway: diff(before.gateway, after.gateway),
-      registry: diff(before.registry, after.registry),
+      bench,
+      gateway,
+      registry,
       machineBusy: busyShare(before.machine, after.machine),
+      other:
+        machine === undefined || registry === undefined
+          ? undefined
+          : Math.max(0, machine - bench - registry - (gateway ?? 0)),
     },
   };
 }
@@ -459,7 +526,7 @@ function nextLink(link: string | string[] | undefined, base: string): string | n
   return url.pathname + url.search;
 }
 
-export async function directCrawl(
+async function directCrawl(
   registryUrl: string,
   connections: number,
   concurrency: number,
@@ -540,7 +607,7 @@ interface TagList {
   items: { name: string; digest: string; size: number; created: string | null }[];
 }
 
-export async function gatewayCrawl(
+async function gatewayCrawl(
   gatewayUrl: string,
   concurrency: number,
 ): Promise<{ data: CrawlData; requests: number }> {
@@ -574,38 +641,12 @@ export async function gatewayCrawl(
   }
 }
 
-export async function registerRegistry(gatewayUrl: string, registryUrl: string): Promise<void> {
-  const http = new Agent({ connections: 1 });
-  try {
-    const res = await http.request({
-      origin: gatewayUrl,
-      path: '/api/v1/registries',
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ name: REGISTRY_NAME, url: registryUrl }),
-    });
-    const body = await res.body.text();
-    if (res.statusCode !== 201) {
-      throw new BenchFailure(`POST /api/v1/registries answered ${res.statusCode}: ${body.slice(0, 500)}`);
-    }
-  } finally {
-    await http.close();
-  }
-}
-
 /** Registry requests the gateway API process has made since it started, from its /metrics. */
-export async function upstreamRequests(gatewayUrl: string): Promise<number> {
-  const http = new Http(gatewayUrl, 1);
-  try {
-    const { body } = await http.get('/metrics');
-    let total = 0;
-    for (const m of body
-      .toString('utf8')
-      .matchAll(/^gateway_upstream_request_duration_seconds_count\{[^}]*\} (\d+)/gm)) {
-      total += Number(m[1]);
-    }
-    return total;
-  } finally {
-    await http.close();
+async function upstreamRequests(gateway: GatewayProcess): Promise<number> {
+  const metrics = await gateway.request('GET', '/metrics');
+  let total = 0;
+  for (const m of metrics.matchAll(/^gateway_upstream_request_duration_seconds_count\{[^}]*\} (\d+)/gm)) {
+    total += Number(m[1]);
   }
+  return total;
 }

@@ -4,6 +4,7 @@ import { appendFile, mkdir, open } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { request as undiciRequest } from 'undici';
 import { envSchema } from '../../src/config/config.schema.js';
 import { BENCH_DATA_DIR, PROJECT_ROOT } from './bench.js';
 
@@ -142,6 +143,24 @@ export class GatewayProcess {
 
   get workerPid(): number | undefined {
     return this.worker?.child.pid;
+  }
+
+  /**
+   * One request to the API on a connection of its own; throws unless the status is 2xx. Returns the
+   * body as text (JSON.parse it when needed), e.g. request('POST', '/api/v1/registries', { name, url }).
+   */
+  async request(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<string> {
+    const res = await undiciRequest(`${this.url}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      reset: true,
+    });
+    const text = await res.body.text();
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      throw new Error(`${method} ${path} answered ${res.statusCode}: ${text.slice(0, 500)}`);
+    }
+    return text;
   }
 
   /** Same port, same database: a fresh process with empty in-memory caches and connection pools. */

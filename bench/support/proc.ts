@@ -48,14 +48,17 @@ export async function measureCpu<T>(pid: number | undefined, fn: () => Promise<T
   return [result, before === undefined || after === undefined ? undefined : after - before];
 }
 
-/** Busy and total jiffies of the whole machine (first line of /proc/stat); undefined without /proc. */
+/**
+ * Busy and total CPU seconds of the whole machine, summed over all cores (first line of /proc/stat);
+ * undefined without /proc.
+ */
 export function machineCpu(): { busy: number; total: number } | undefined {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
     const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
     const total = ticks.reduce((a, b) => a + b, 0);
     const idle = ticks[3] + ticks[4]; // idle + iowait
-    return { busy: total - idle, total };
+    return { busy: (total - idle) / ticksPerSecond(), total: total / ticksPerSecond() };
   } catch {
     return undefined;
   }

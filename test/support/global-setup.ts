@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { TEST_DATABASE_URL, TEST_REDIS_URL } from './gateway.js';
+import { TEST_DATABASE_URL, TEST_REDIS_URL } from './environment.js';
 
 /** Fails the run at once, with the reason, when a real dependency of the e2e suites is missing. */
 export default async function (): Promise<void> {
