@@ -3,6 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { ApolloDriver, ApolloDriverConfig } from '@nestjs/apollo';
 import { DynamicModule, Module, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { EventEmitterModule } from '@nestjs/event-emitter';
 import { GraphQLModule } from '@nestjs/graphql';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -11,6 +12,7 @@ import { PrometheusModule } from '@willsoto/nestjs-prometheus';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { Logger } from 'nestjs-pino';
 import { pino } from 'pino';
+import { AuditModule } from './audit/audit.module.js';
 import { CatalogModule } from './catalog/catalog.module.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
 import { CommonModule } from './common/common.module.js';
@@ -31,9 +33,16 @@ import {
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 const QUIET_ROUTES = /^\/(health|metrics)(\/|$)/;
 
-/** What both processes share: config, logging, Postgres, Redis/BullMQ. */
+/** What both processes share: config, logging, Postgres, Redis/BullMQ, domain events. */
 function core(config: AppConfig) {
-  return [AppConfigModule.forRoot(config), CommonModule, LoggingModule, DatabaseModule, QueueModule];
+  return [
+    AppConfigModule.forRoot(config),
+    CommonModule,
+    LoggingModule,
+    DatabaseModule,
+    QueueModule,
+    EventEmitterModule.forRoot(),
+  ];
 }
 
 /** The HTTP API process: REST, GraphQL, OpenAPI, health and metrics. Consumes no jobs. */
@@ -61,6 +70,7 @@ export class AppModule {
         RegistriesModule,
         RegistriesFileModule,
         CatalogModule,
+        AuditModule,
       ],
       providers: [HttpMetrics],
     };
@@ -71,7 +81,10 @@ export class AppModule {
 @Module({})
 export class WorkerModule {
   static forRoot(config: AppConfig): DynamicModule {
-    return { module: WorkerModule, imports: [...core(config), RegistriesModule, RegistriesWorkerModule] };
+    return {
+      module: WorkerModule,
+      imports: [...core(config), RegistriesModule, RegistriesWorkerModule, AuditModule],
+    };
   }
 }
 
