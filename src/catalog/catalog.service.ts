@@ -200,7 +200,8 @@ export class CatalogService {
           client.headManifest(repository, t).then(
             (h) => h.digest,
             (err: unknown) => {
-              if (err instanceof UpstreamError && err.code === 'MANIFEST_UNKNOWN') return null;
+              // A HEAD has no body, so its 404 carries no MANIFEST_UNKNOWN code: the tag went away meanwhile.
+              if (err instanceof UpstreamError && err.upstreamStatus === 404) return null;
               throw err;
             },
           ),

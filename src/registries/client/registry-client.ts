@@ -2,6 +2,17 @@ import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { Agent, Dispatcher } from 'undici';
 import { FetchedManifest, INDEX_TYPES, IMAGE_TYPES, MANIFEST_ACCEPT, MediaTypes } from './oci-types.js';
+import { assertDigest, assertRepositoryName, assertTag } from './reference.js';
+import {
+  EMPTY_CONFIG,
+  EMPTY_CONFIG_BYTES,
+  TagDeleteResult,
+  isThrowawayFor,
+  mayBeThrowaway,
+  tagChanged,
+  tagDeleteIncomplete,
+  throwawayManifest,
+} from './tag-delete.js';
 import {
   UpstreamErrorBody,
   invalidResponse,
@@ -42,6 +53,10 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const KNOWN_MANIFEST_TYPES = new Set<string>([...INDEX_TYPES, ...IMAGE_TYPES]);
 /** Token cache key of the base endpoint; never sent as a scope. */
 const BASE_SCOPE = 'registry:base';
+/** A digest no registry holds: deleting it shows whether deletes would be refused, and changes nothing. */
+const ABSENT_DIGEST = `sha256:${'0'.repeat(64)}`;
+/** 404 codes that mean "not there" rather than "wrong URL": only these make a delete idempotent. */
+const GONE_CODES = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN']);
 
 /**
  * The only code that speaks the registry v2 HTTP API. One keep-alive undici pool per registry;
@@ -250,6 +265,184 @@ export class RegistryClient {
     }
   }
 
+  /**
+   * Deletes a manifest by digest. Distribution also drops every tag pointing at it, so callers show the
+   * affected tags first. A manifest already gone counts as deleted: deletion jobs are retried.
+   */
+  async deleteManifest(
+    repository: string,
+    digest: string,
+  ): Promise<{ status: number; alreadyGone: boolean }> {
+    assertRepositoryName(repository);
+    assertDigest(digest);
+    const what = `manifest ${repository}@${digest}`;
+    const res = await this.send({ method: 'DELETE', path: `${repository}/manifests/${digest}`, what });
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      await res.body.dump();
+      return { status: res.statusCode, alreadyGone: false };
+    }
+    const body = await readErrorBody(res);
+    if (res.statusCode === 404 && GONE_CODES.has(body?.errors?.[0]?.code ?? '')) {
+      return { status: 404, alreadyGone: true };
+    }
+    throw refusal(this.name, res, body, what, 'delete');
+  }
+
+  /**
+   * Removes one tag and keeps the image for every other tag. 3.x deletes a tag natively; on 2.x (and
+   * when the version is unknown) the tag is re-pointed at a throwaway manifest that is then deleted by
+   * digest, which needs push rights. Idempotent: a missing tag is `alreadyGone`, and a delete that
+   * stopped half-way is finished by the next call.
+   */
+  async deleteTag(
+    repository: string,
+    tag: string,
+    opts: { distributionVersion: string | null },
+  ): Promise<TagDeleteResult> {
+    assertRepositoryName(repository);
+    assertTag(tag);
+    if (opts.distributionVersion?.startsWith('3')) {
+      const what = `tag ${repository}:${tag}`;
+      const res = await this.send({ method: 'DELETE', path: `${repository}/manifests/${tag}`, what });
+      if (res.statusCode >= 200 && res.statusCode < 300) {
+        await res.body.dump();
+        return { method: 'tag-delete', alreadyGone: false };
+      }
+      const body = await readErrorBody(res);
+      const code = body?.errors?.[0]?.code;
+      if (res.statusCode === 404 && GONE_CODES.has(code ?? ''))
+        return { method: 'tag-delete', alreadyGone: true };
+      // 2.x parses the reference as a digest and refuses a tag with 400: the recorded version is stale.
+      const answersLike2x =
+        res.statusCode === 400 && (code === undefined || code === 'DIGEST_INVALID' || code === 'UNSUPPORTED');
+      if (!answersLike2x) throw refusal(this.name, res, body, what, 'delete');
+    }
+    return this.deleteTagByThrowaway(repository, tag);
+  }
+
+  /** PUTs a manifest under a tag or digest; returns the digest of the bytes sent, as the registry stored them. */
+  async putManifest(repository: string, reference: string, mediaType: string, body: Buffer): Promise<string> {
+    const what = `manifest ${repository}${reference.includes(':') ? '@' : ':'}${reference}`;
+    const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+    const res = await this.send({
+      method: 'PUT',
+      path: `${repository}/manifests/${reference}`,
+      headers: { 'content-type': mediaType },
+      body,
+      what,
+    });
+    if (res.statusCode !== 201) throw refusal(this.name, res, await readErrorBody(res), what, 'write');
+    await res.body.dump();
+    const stored = headerValue(res.headers['docker-content-digest']);
+    if (stored && stored !== digest)
+      throw invalidResponse(this.name, `${what} was stored as ${stored}, not ${digest}`);
+    return digest;
+  }
+
+  /** Makes sure a small blob exists in the repository: HEAD, else one monolithic upload (POST, then PUT). */
+  async uploadBlob(repository: string, digest: string, bytes: Buffer): Promise<void> {
+    const what = `blob ${repository}@${digest}`;
+    const head = await this.send({ method: 'HEAD', path: `${repository}/blobs/${digest}`, what });
+    await head.body.dump();
+    if (head.statusCode === 200) return;
+    if (head.statusCode !== 404) throw upstreamErrorFromResponse(this.name, head.statusCode, undefined, what);
+
+    // 2.8 ignores a body on the POST (it only opens the session), so the content goes with the PUT.
+    const started = await this.send({
+      method: 'POST',
+      path: `${repository}/blobs/uploads/`,
+      headers: { 'content-length': '0' },
+      what,
+    });
+    if (started.statusCode !== 202)
+      throw refusal(this.name, started, await readErrorBody(started), what, 'write');
+    await started.body.dump();
+    const location = headerValue(started.headers.location);
+    if (!location) throw invalidResponse(this.name, `upload of ${what} answered 202 without a Location`);
+    const target = new URL(location, this.base);
+    const prefix = `${this.basePath}/v2/`;
+    if (!target.pathname.startsWith(prefix)) {
+      throw invalidResponse(this.name, `upload of ${what} moved outside the v2 API (${target.pathname})`);
+    }
+    const query: Record<string, string> = Object.fromEntries(target.searchParams);
+    const put = await this.send({
+      method: 'PUT',
+      path: target.pathname.slice(prefix.length),
+      query: { ...query, digest },
+      headers: { 'content-type': 'application/octet-stream' },
+      body: bytes,
+      what,
+    });
+    if (put.statusCode !== 201) throw refusal(this.name, put, await readErrorBody(put), what, 'write');
+    await put.body.dump();
+  }
+
+  private async deleteTagByThrowaway(repository: string, tag: string): Promise<TagDeleteResult> {
+    const method = 'throwaway-manifest';
+    const ref = { registry: this.name, repository, tag };
+    const current = await this.tagTarget(repository, tag);
+    if (!current) return { method, alreadyGone: true };
+
+    let throwawayDigest: string;
+    let previousDigest: string | undefined;
+    if (
+      mayBeThrowaway(current, tag) &&
+      isThrowawayFor(await this.getManifest(repository, current.digest), tag)
+    ) {
+      throwawayDigest = current.digest;
+    } else {
+      previousDigest = current.digest;
+      // Delete-disabled registries still accept pushes: without this check the tag would end up on the
+      // throwaway with no way to delete it.
+      await this.assertDeletesAllowed(repository);
+      await this.uploadBlob(repository, EMPTY_CONFIG.digest, EMPTY_CONFIG_BYTES);
+      throwawayDigest = await this.putManifest(
+        repository,
+        tag,
+        MediaTypes.ociManifest,
+        throwawayManifest(tag),
+      );
+    }
+
+    let now: { digest: string } | null;
+    try {
+      now = await this.tagTarget(repository, tag);
+      if (now && now.digest === throwawayDigest) await this.deleteManifest(repository, throwawayDigest);
+    } catch (err) {
+      throw tagDeleteIncomplete(ref, throwawayDigest, previousDigest, err);
+    }
+    if (now === null) {
+      // Someone else removed the tag meanwhile; the throwaway is nobody's, so it can go.
+      await this.deleteManifest(repository, throwawayDigest).catch(() => undefined);
+      return { method, throwawayDigest, previousDigest, alreadyGone: true };
+    }
+    if (now.digest !== throwawayDigest) throw tagChanged(ref, throwawayDigest, now.digest, previousDigest);
+    return { method, throwawayDigest, previousDigest, alreadyGone: false };
+  }
+
+  /** Where a tag points (HEAD with the full Accept list), or null when the tag or repository is unknown. */
+  private async tagTarget(
+    repository: string,
+    tag: string,
+  ): Promise<{ digest: string; mediaType: string; size: number } | null> {
+    try {
+      return await this.headManifest(repository, tag);
+    } catch (err) {
+      // A HEAD answer has no body, so a 404 cannot say which of MANIFEST_UNKNOWN or NAME_UNKNOWN it is.
+      if (err instanceof UpstreamError && err.upstreamStatus === 404) return null;
+      throw err;
+    }
+  }
+
+  /** Learns how the registry would answer a DELETE before anything is written. */
+  private async assertDeletesAllowed(repository: string): Promise<void> {
+    const what = `deletes in ${repository}`;
+    const res = await this.send({ method: 'DELETE', path: `${repository}/manifests/${ABSENT_DIGEST}`, what });
+    const body = await readErrorBody(res);
+    if (res.statusCode === 404 || (res.statusCode >= 200 && res.statusCode < 300)) return;
+    throw refusal(this.name, res, body, what, 'delete');
+  }
+
   private authorization(scope: string): string | undefined {
     const token = this.tokens.get(scope);
     if (token) return `Bearer ${token}`;
@@ -350,6 +543,42 @@ function scopeFor(opts: SendOptions): string {
         ? 'delete'
         : 'pull,push';
   return `repository:${name}:${actions}`;
+}
+
+/**
+ * Distribution answers 405 in two ways: JSON `UNSUPPORTED` when deletes are disabled (and on pull-through
+ * caches), and a bare text/plain 405 with `Allow: GET, HEAD` in read-only maintenance mode.
+ */
+function refusal(
+  registry: string,
+  res: UpstreamResponse,
+  body: UpstreamErrorBody | undefined,
+  what: string,
+  action: 'delete' | 'write',
+): UpstreamError {
+  const code = body?.errors?.[0]?.code ?? null;
+  if (res.statusCode === 405 && code === 'UNSUPPORTED' && action === 'delete') {
+    return new UpstreamError(
+      'DELETE_DISABLED',
+      `registry "${registry}" refuses deletes (${what}): storage.delete.enabled is off, or it is a pull-through cache`,
+      409,
+      registry,
+      405,
+      code,
+    );
+  }
+  const allow = headerValue(res.headers.allow);
+  if (res.statusCode === 405 && !code && allow && !/\b(DELETE|PUT|POST|PATCH)\b/i.test(allow)) {
+    return new UpstreamError(
+      'REGISTRY_READ_ONLY',
+      `registry "${registry}" is read-only (maintenance mode, Allow: ${allow}); ${what} must wait until writes are back`,
+      409,
+      registry,
+      405,
+      null,
+    );
+  }
+  return upstreamErrorFromResponse(registry, res.statusCode, body, what);
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {
