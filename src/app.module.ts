@@ -29,6 +29,7 @@ import {
   RegistriesModule,
   RegistriesWorkerModule,
 } from './registries/registries.module.js';
+import { WebhooksModule } from './webhooks/webhooks.module.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 const QUIET_ROUTES = /^\/(health|metrics)(\/|$)/;
@@ -71,6 +72,7 @@ export class AppModule {
         RegistriesFileModule,
         CatalogModule,
         AuditModule,
+        WebhooksModule,
       ],
       providers: [HttpMetrics],
     };
@@ -83,7 +85,12 @@ export class WorkerModule {
   static forRoot(config: AppConfig): DynamicModule {
     return {
       module: WorkerModule,
-      imports: [...core(config), RegistriesModule, RegistriesWorkerModule, AuditModule],
+      imports: [
+        ...core(config),
+        RegistriesModule,
+        RegistriesWorkerModule,
+        AuditModule,
+      ],
     };
   }
 }

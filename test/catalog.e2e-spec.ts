@@ -447,7 +447,9 @@ describe('registries and catalog on real registries', () => {
     );
     expect(Object.keys(spec.body.components.schemas.CreateRegistryDto.properties).sort()).toEqual([
       'auth',
+      'deletes',
       'description',
+      'eventsToken',
       'name',
       'tls',
       'url',

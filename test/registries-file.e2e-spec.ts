@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -103,5 +104,68 @@ describe('registries declared in a YAML file', () => {
     await expect(sync.syncNow()).rejects.toMatchObject({ message: expect.stringContaining('listed twice') });
     const res = await request(gw.server).get('/api/v1/registries').expect(200);
     expect(res.body.items.map((r: { name: string }) => r.name)).toEqual(['alpha', 'manual']);
+  });
+
+  it('applies deletes, eventsToken and eventsTokenFile, storing only the token hash', async () => {
+    const token = 'file-token-0123456789abcdefghijkl';
+    const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
+    await writeFile(join(dir, 'events-token'), `${token}\n`);
+    await writeFile(
+      file,
+      `registries:
+  - name: alpha
+    url: ${a.url}
+    deletes: { concurrency: 3, ratePerSecond: 10 }
+    eventsTokenFile: ${join(dir, 'events-token')}
+  - name: inline
+    url: ${a.url}
+    eventsToken: inline-token-0123456789abcdef
+`,
+    );
+    const sync = gw.app.get(RegistriesFileSync);
+    expect(await sync.syncNow()).toEqual({ created: ['inline'], updated: ['alpha'], removed: [] });
+    const res = await request(gw.server).get('/api/v1/registries').expect(200);
+    type Row = { name: string; deletes: unknown; hasEventsToken: boolean };
+    expect(res.body.items.map((r: Row) => [r.name, r.deletes, r.hasEventsToken])).toEqual([
+      ['alpha', { concurrency: 3, ratePerSecond: 10 }, true],
+      ['inline', { concurrency: 8, ratePerSecond: null }, true],
+      ['manual', { concurrency: 8, ratePerSecond: null }, false],
+    ]);
+    expect(JSON.stringify(res.body)).not.toContain(token);
+    const rows = await env.query<{ name: string; events_token_hash: string | null }>(
+      'SELECT name, events_token_hash FROM registries ORDER BY name',
+    );
+    expect(rows).toEqual([
+      // The file's trailing newline is not part of the token.
+      { name: 'alpha', events_token_hash: sha256hex(token) },
+      { name: 'inline', events_token_hash: sha256hex('inline-token-0123456789abcdef') },
+      { name: 'manual', events_token_hash: null },
+    ]);
+  });
+
+  it('resets delete settings and the token the file no longer gives, and names bad values', async () => {
+    const sync = gw.app.get(RegistriesFileSync);
+    await writeFile(
+      file,
+      `registries:\n  - name: alpha\n    url: ${a.url}\n    deletes: { ratePerSecond: null }\n`,
+    );
+    expect(await sync.syncNow()).toEqual({ created: [], updated: ['alpha'], removed: ['inline'] });
+    const alpha = (await request(gw.server).get('/api/v1/registries/alpha').expect(200)).body;
+    expect(alpha).toMatchObject({ deletes: { concurrency: 8, ratePerSecond: null }, hasEventsToken: false });
+
+    const bad: [string, RegExp][] = [
+      ['deletes: { concurrency: 0 }', /deletes\.concurrency must not be less than 1/],
+      ['deletes: { concurrency: 300 }', /deletes\.concurrency must not be greater than 256/],
+      ['deletes: { ratePerSecond: 0 }', /deletes\.ratePerSecond must not be less than 1/],
+      ['deletes: { concurency: 4 }', /property concurency should not exist/],
+      ['eventsToken: short', /eventsToken must be longer than or equal to 24/],
+    ];
+    for (const [line, message] of bad) {
+      await writeFile(file, `registries:\n  - name: alpha\n    url: ${a.url}\n    ${line}\n`);
+      await expect(sync.syncNow(), line).rejects.toMatchObject({
+        code: 'REGISTRIES_FILE_INVALID',
+        message: expect.stringMatching(message),
+      });
+    }
   });
 });

@@ -1,12 +1,17 @@
 import { DataSource, DataSourceOptions } from 'typeorm';
 import { Registries1763780000000 } from '../../migrations/1763780000000-registries.js';
 import { AuditEvents1795327074457 } from '../../migrations/1795327074457-audit-events.js';
+import { RegistrySettings1795400000000 } from '../../migrations/1795400000000-registry-settings.js';
 import { AuditEventEntity } from '../audit/audit.entity.js';
 import { RegistryEntity } from '../registries/registry.entity.js';
 
 /** Entities and migrations as class lists (no globs) so sources under test and `dist` agree. */
 export const entities = [RegistryEntity, AuditEventEntity];
-export const migrations = [Registries1763780000000, AuditEvents1795327074457];
+export const migrations = [
+  Registries1763780000000,
+  AuditEvents1795327074457,
+  RegistrySettings1795400000000,
+];
 
 export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions {
   return {

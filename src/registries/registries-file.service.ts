@@ -3,12 +3,13 @@ import { readFile } from 'node:fs/promises';
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { plainToInstance } from 'class-transformer';
-import { validate } from 'class-validator';
+import { validate, ValidationError as ClassValidatorError } from 'class-validator';
 import { DataSource } from 'typeorm';
 import { parse } from 'yaml';
 import { AppConfig } from '../config/app-config.js';
 import { DomainError } from '../common/domain-error.js';
 import { CreateRegistryDto } from './registry.dto.js';
+import { DEFAULT_DELETE_CONCURRENCY } from './registry.entity.js';
 import { RegistriesService } from './registries.service.js';
 
 interface FileRegistry {
@@ -17,6 +18,9 @@ interface FileRegistry {
   description?: string;
   auth?: { type: 'none' | 'basic' | 'bearer'; username?: string; password?: string; passwordFile?: string };
   tls?: { insecure?: boolean; caCert?: string; caFile?: string };
+  deletes?: { concurrency?: number; ratePerSecond?: number | null };
+  eventsToken?: string;
+  eventsTokenFile?: string;
 }
 
 // Any 64-bit number works; it only has to be the same in every replica.
@@ -135,13 +139,20 @@ export class RegistriesFileSync implements OnApplicationBootstrap, OnApplication
           insecure: r?.tls?.insecure ?? false,
           caCert: r?.tls?.caFile ? await readFile(r.tls.caFile, 'utf8') : (r?.tls?.caCert ?? ''),
         },
+        // Spread, so a misspelt key is refused rather than ignored.
+        deletes: {
+          ...r?.deletes,
+          concurrency: r?.deletes?.concurrency ?? DEFAULT_DELETE_CONCURRENCY,
+          ratePerSecond: r?.deletes?.ratePerSecond ?? null,
+        },
+        eventsToken: r?.eventsTokenFile
+          ? (await readFile(r.eventsTokenFile, 'utf8')).trim()
+          : (r?.eventsToken ?? ''),
       };
       const dto = plainToInstance(CreateRegistryDto, plain);
       const errors = await validate(dto, { whitelist: true, forbidNonWhitelisted: true });
       if (errors.length) {
-        const msgs = errors.flatMap((e) =>
-          Object.values(e.constraints ?? {}).concat(e.children?.length ? [`${e.property} is invalid`] : []),
-        );
+        const msgs = errors.flatMap((e) => problems(e));
         throw fileError(path, `entry ${i} (${r?.name ?? 'unnamed'}): ${msgs.join('; ')}`);
       }
       if (seen.has(dto.name)) throw fileError(path, `registry "${dto.name}" is listed twice`);
@@ -163,6 +174,13 @@ export class RegistriesFileSync implements OnApplicationBootstrap, OnApplication
       await runner.release();
     }
   }
+}
+
+/** Every constraint message, nested ones prefixed with their parent (`deletes.concurrency must ...`). */
+function problems(e: ClassValidatorError, parent = ''): string[] {
+  const own = Object.values(e.constraints ?? {}).map((m) => parent + m);
+  const nested = (e.children ?? []).flatMap((c) => problems(c, `${parent}${e.property}.`));
+  return own.concat(nested.length || !e.children?.length ? nested : [`${parent}${e.property} is invalid`]);
 }
 
 function fileError(path: string, message: string): DomainError {

@@ -1,12 +1,13 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { QueryFailedError, Repository } from 'typeorm';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import { SecretBox } from '../common/secret-box.js';
 import { RegistryClient } from './client/registry-client.js';
-import { RegistryClients } from './registry-clients.service.js';
+import { connectionOf, RegistryClients } from './registry-clients.service.js';
 import { CreateRegistryDto, REGISTRY_NAME_RE, RegistryView, UpdateRegistryDto } from './registry.dto.js';
-import { RegistryEntity, RegistrySource } from './registry.entity.js';
+import { DEFAULT_DELETE_CONCURRENCY, RegistryEntity, RegistrySource } from './registry.entity.js';
 import { RegistryProber } from './registry-prober.service.js';
 
 export class RegistryNotFoundError extends NotFoundError {
@@ -68,12 +69,13 @@ export class RegistriesService {
   ): Promise<RegistryEntity> {
     const entity = await this.get(name);
     if (entity.source === 'file' && source === 'api') throw managedByFile(name);
-    const before = JSON.stringify(this.connectionOf(entity));
+    const before = JSON.stringify(connectionOf(entity));
     this.apply(entity, dto);
     entity.source = source;
     await this.repo.save(entity);
     const saved = await this.get(name);
-    return before === JSON.stringify(this.connectionOf(saved)) ? saved : this.probe(saved);
+    // Delete settings and the events token are not part of the connection: no probe for them.
+    return before === JSON.stringify(connectionOf(saved)) ? saved : this.probe(saved);
   }
 
   async remove(name: string, source: RegistrySource = 'api'): Promise<void> {
@@ -107,6 +109,8 @@ export class RegistriesService {
       hasCaCert: e.tlsCaCert !== null,
       source: e.source,
       probe: e.probe,
+      deletes: { concurrency: e.deleteConcurrency, ratePerSecond: e.deleteRatePerSecond },
+      hasEventsToken: e.eventsTokenHash !== null,
       createdAt: e.createdAt,
       updatedAt: e.updatedAt,
     };
@@ -141,16 +145,40 @@ export class RegistriesService {
       if (dto.tls.caCert !== undefined) entity.tlsCaCert = validCa(dto.tls.caCert);
       if (dto.tls.insecure !== undefined) entity.tlsInsecure = dto.tls.insecure;
     }
+    if (dto.deletes) {
+      const { concurrency, ratePerSecond } = dto.deletes;
+      if (concurrency !== undefined) entity.deleteConcurrency = concurrency;
+      if (ratePerSecond !== undefined) entity.deleteRatePerSecond = ratePerSecond;
+    }
+    if (dto.eventsToken !== undefined)
+      entity.eventsTokenHash = dto.eventsToken ? hashEventsToken(dto.eventsToken) : null;
+    entity.deleteConcurrency ??= DEFAULT_DELETE_CONCURRENCY;
+    entity.deleteRatePerSecond ??= null;
+    entity.eventsTokenHash ??= null;
     entity.tlsInsecure ??= false;
     entity.tlsCaCert ??= null;
     entity.description ??= null;
     entity.username ??= null;
     entity.passwordSealed ??= null;
   }
+}
 
-  private connectionOf(e: RegistryEntity) {
-    return [e.url, e.authType, e.username, e.passwordSealed, e.tlsCaCert, e.tlsInsecure];
-  }
+/**
+ * Events tokens are high-entropy secrets chosen by the operator (24+ characters), so a plain sha256
+ * is enough: there is nothing to brute-force that a slow hash would protect.
+ */
+export function hashEventsToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/** Constant-time check of a presented token against a stored hash; false when either is missing. */
+export function eventsTokenMatches(storedHash: string | null, presented: string | null): boolean {
+  // Hash and compare even when there is nothing to compare with, so the time taken tells nothing.
+  const given = Buffer.from(hashEventsToken(presented ?? ''), 'hex');
+  const stored =
+    storedHash && /^[0-9a-f]{64}$/.test(storedHash) ? Buffer.from(storedHash, 'hex') : Buffer.alloc(32);
+  const same = timingSafeEqual(stored, given);
+  return same && storedHash !== null && !!presented;
 }
 
 function managedByFile(name: string): DomainError {

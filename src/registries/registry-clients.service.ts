@@ -5,10 +5,22 @@ import { SecretBox } from '../common/secret-box.js';
 import { RegistryClient } from './client/registry-client.js';
 import { RegistryEntity } from './registry.entity.js';
 
-/** One client (one keep-alive pool, one token cache) per registry version; replaced when the row changes. */
+/**
+ * What the client is built from. Compared instead of `updated_at`, so changing a registry's description
+ * or delete settings keeps its keep-alive pool and token cache.
+ */
+export function connectionOf(e: RegistryEntity): unknown[] {
+  return [e.name, e.url, e.authType, e.username, e.passwordSealed, e.tlsCaCert, e.tlsInsecure];
+}
+
+function sameConnection(a: unknown[], b: unknown[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** One client (one keep-alive pool, one token cache) per registry connection; replaced when that changes. */
 @Injectable()
 export class RegistryClients implements OnModuleDestroy {
-  private readonly clients = new Map<string, { stamp: number; client: RegistryClient }>();
+  private readonly clients = new Map<string, { connection: unknown[]; client: RegistryClient }>();
   private readonly upstream = histogram(
     'gateway_upstream_request_duration_seconds',
     'Requests the gateway made to registries, by registry, method and status (0: network failure).',
@@ -22,9 +34,9 @@ export class RegistryClients implements OnModuleDestroy {
   ) {}
 
   for(registry: RegistryEntity): RegistryClient {
-    const stamp = registry.updatedAt.getTime();
+    const connection = connectionOf(registry);
     const cached = this.clients.get(registry.id);
-    if (cached && cached.stamp === stamp) return cached.client;
+    if (cached && sameConnection(cached.connection, connection)) return cached.client;
     if (cached) void cached.client.close();
     const client = new RegistryClient(
       {
@@ -44,7 +56,7 @@ export class RegistryClients implements OnModuleDestroy {
           this.upstream.observe({ registry: registry.name, method, status: String(status) }, seconds),
       },
     );
-    this.clients.set(registry.id, { stamp, client });
+    this.clients.set(registry.id, { connection, client });
     return client;
   }
 

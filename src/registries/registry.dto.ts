@@ -1,10 +1,35 @@
 import { Field, GraphQLISODateTime, InputType, Int, ObjectType, registerEnumType } from '@nestjs/graphql';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsBoolean, IsIn, IsOptional, IsString, Matches, MaxLength, ValidateNested } from 'class-validator';
-import type { RegistryAuthType, RegistryProbe, RegistrySource } from './registry.entity.js';
+import {
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  MinLength,
+  ValidateIf,
+  ValidateNested,
+} from 'class-validator';
+import {
+  DEFAULT_DELETE_CONCURRENCY,
+  MAX_DELETE_CONCURRENCY,
+  type RegistryAuthType,
+  type RegistryProbe,
+  type RegistrySource,
+} from './registry.entity.js';
 
 export const REGISTRY_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+export const EVENTS_TOKEN_MIN = 24;
+export const EVENTS_TOKEN_MAX = 512;
+// The token travels in an Authorization header: visible ASCII only, no spaces.
+const EVENTS_TOKEN_RE = /^[\x21-\x7e]+$/;
+// Postgres integer; anything above is a typo, not a rate.
+const MAX_RATE_PER_SECOND = 2_147_483_647;
 
 export enum AuthType {
   none = 'none',
@@ -57,6 +82,41 @@ export class RegistryAuthDto {
   password?: string;
 }
 
+@InputType('RegistryDeletesInput', {
+  description: 'How fast the gateway deletes on this registry. Omitted fields keep their value.',
+})
+export class RegistryDeletesDto {
+  @ApiPropertyOptional({
+    minimum: 1,
+    maximum: MAX_DELETE_CONCURRENCY,
+    default: DEFAULT_DELETE_CONCURRENCY,
+    description: 'Deletes sent to the registry at once.',
+  })
+  @Field(() => Int, { nullable: true, description: 'Deletes sent to the registry at once (1-256).' })
+  // Not @IsOptional: that would let an explicit null through and leave the setting unchanged silently.
+  @ValidateIf((_o, v) => v !== undefined)
+  @IsInt()
+  @Min(1)
+  @Max(MAX_DELETE_CONCURRENCY)
+  concurrency?: number;
+
+  @ApiPropertyOptional({
+    type: Number,
+    nullable: true,
+    minimum: 1,
+    description: 'At most this many deletes per second; null removes the limit.',
+  })
+  @Field(() => Int, {
+    nullable: true,
+    description: 'At most this many deletes per second; null removes the limit.',
+  })
+  @ValidateIf((_o, v) => v !== undefined && v !== null)
+  @IsInt()
+  @Min(1)
+  @Max(MAX_RATE_PER_SECOND)
+  ratePerSecond?: number | null;
+}
+
 /** What create and update share; every field optional here. */
 @InputType({ isAbstract: true })
 abstract class RegistrySettingsDto {
@@ -80,6 +140,32 @@ abstract class RegistrySettingsDto {
   @ValidateNested()
   @Type(() => RegistryTlsDto)
   tls?: RegistryTlsDto;
+
+  @ApiPropertyOptional({ type: RegistryDeletesDto })
+  @Field(() => RegistryDeletesDto, { nullable: true })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => RegistryDeletesDto)
+  deletes?: RegistryDeletesDto;
+
+  @ApiPropertyOptional({
+    writeOnly: true,
+    minLength: EVENTS_TOKEN_MIN,
+    maxLength: EVENTS_TOKEN_MAX,
+    description:
+      'Bearer token the registry sends with its notifications to POST /registries/{name}/events. Stored as a hash, never returned; an empty string removes it.',
+  })
+  @Field({
+    nullable: true,
+    description:
+      'Bearer token the registry sends with its notifications (24-512 visible ASCII characters). Stored as a hash, never returned; an empty string removes it.',
+  })
+  @ValidateIf((_o, v) => v !== undefined && v !== '')
+  @IsString()
+  @MinLength(EVENTS_TOKEN_MIN)
+  @MaxLength(EVENTS_TOKEN_MAX)
+  @Matches(EVENTS_TOKEN_RE, { message: 'eventsToken must be visible ASCII characters without spaces' })
+  eventsToken?: string;
 }
 
 @InputType('CreateRegistryInput')
@@ -151,6 +237,16 @@ export class RegistryProbeView implements RegistryProbe {
   error: { code: string; message: string } | null;
 }
 
+@ObjectType('RegistryDeleteSettings', { description: 'How fast the gateway deletes on this registry.' })
+export class RegistryDeleteSettingsView {
+  @ApiProperty({ minimum: 1, maximum: MAX_DELETE_CONCURRENCY })
+  @Field(() => Int, { description: 'Deletes sent to the registry at once.' })
+  concurrency: number;
+  @ApiPropertyOptional({ type: Number, nullable: true, description: 'null: unlimited' })
+  @Field(() => Int, { nullable: true, description: 'Deletes per second at most; null: unlimited.' })
+  ratePerSecond: number | null;
+}
+
 @ObjectType('Registry', { description: 'A registry the gateway fronts. Secrets are never returned.' })
 export class RegistryView {
   @ApiProperty() @Field() name: string;
@@ -175,6 +271,12 @@ export class RegistryView {
   @ApiPropertyOptional({ type: RegistryProbeView, nullable: true })
   @Field(() => RegistryProbeView, { nullable: true })
   probe: RegistryProbeView | null;
+  @ApiProperty({ type: RegistryDeleteSettingsView })
+  @Field(() => RegistryDeleteSettingsView)
+  deletes: RegistryDeleteSettingsView;
+  @ApiProperty({ description: 'Whether notifications from the registry are accepted (a token is set).' })
+  @Field({ description: 'Whether notifications from the registry are accepted (a token is set).' })
+  hasEventsToken: boolean;
   @ApiProperty() @Field(() => GraphQLISODateTime) createdAt: Date;
   @ApiProperty() @Field(() => GraphQLISODateTime) updatedAt: Date;
 }

@@ -3,6 +3,10 @@ import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateCol
 export type RegistryAuthType = 'none' | 'basic' | 'bearer';
 export type RegistrySource = 'api' | 'file';
 
+/** The column default; also what the registries file resets to when it says nothing. */
+export const DEFAULT_DELETE_CONCURRENCY = 8;
+export const MAX_DELETE_CONCURRENCY = 256;
+
 /** What the last probe learned about a registry; stored so deletes can fail fast without asking again. */
 export interface RegistryProbe {
   checkedAt: string;
@@ -52,6 +56,18 @@ export class RegistryEntity {
 
   @Column({ type: 'jsonb', nullable: true })
   probe: RegistryProbe | null;
+
+  /** How many deletes the gateway sends this registry at once. */
+  @Column({ name: 'delete_concurrency', type: 'integer', default: DEFAULT_DELETE_CONCURRENCY })
+  deleteConcurrency: number;
+
+  /** At most this many deletes per second; null is unlimited. */
+  @Column({ name: 'delete_rate_per_second', type: 'integer', nullable: true })
+  deleteRatePerSecond: number | null;
+
+  /** sha256 (hex) of the bearer token the registry's notifications must carry; never returned. */
+  @Column({ name: 'events_token_hash', type: 'text', nullable: true })
+  eventsTokenHash: string | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
