@@ -21,6 +21,7 @@ import { LoggingModule, pinoOptions } from './common/logging.module.js';
 import { AppConfig } from './config/app-config.js';
 import { AppConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { DeletionsModule, DeletionsWorkerModule } from './deletions/deletions.module.js';
 import { HealthModule } from './health/health.module.js';
 import { QueueBoardModule } from './queue/queue-board.module.js';
 import { QueueModule } from './queue/queue.module.js';
@@ -71,6 +72,7 @@ export class AppModule {
         RegistriesModule,
         RegistriesFileModule,
         CatalogModule,
+        DeletionsModule,
         AuditModule,
         WebhooksModule,
       ],
@@ -89,6 +91,7 @@ export class WorkerModule {
         ...core(config),
         RegistriesModule,
         RegistriesWorkerModule,
+        DeletionsWorkerModule,
         AuditModule,
       ],
     };

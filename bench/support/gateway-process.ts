@@ -163,6 +163,26 @@ export class GatewayProcess {
     return text;
   }
 
+  /** Kills the worker without warning (SIGKILL): no shutdown hook runs, its jobs stay locked until they stall. */
+  async killWorker(): Promise<void> {
+    const worker = this.worker;
+    this.worker = undefined;
+    await worker?.kill();
+  }
+
+  /** Starts a worker process (again), on the same environment. */
+  async startWorker(): Promise<void> {
+    if (this.worker?.running) throw new Error('the worker is already running');
+    this.worker = await Child.spawn(
+      [...(this.opts.nodeArgs ?? []), WORKER_ENTRY],
+      this.env(),
+      this.workerLog,
+      'worker',
+    );
+    await sleep(WORKER_SETTLE_MS);
+    if (!this.worker.running) throw await this.worker.exitedEarly();
+  }
+
   /** Same port, same database: a fresh process with empty in-memory caches and connection pools. */
   async restart(): Promise<void> {
     await this.stop();
@@ -178,8 +198,8 @@ export class GatewayProcess {
     await Promise.all([worker?.stop(), api?.stop()]);
   }
 
-  private async launch(): Promise<void> {
-    const env = childEnv({
+  private env(): NodeJS.ProcessEnv {
+    return childEnv({
       NODE_ENV: 'production',
       LOG_LEVEL: 'warn',
       BULL_BOARD: 'false',
@@ -187,6 +207,10 @@ export class GatewayProcess {
       PORT: String(this.port),
       ...this.opts.env,
     });
+  }
+
+  private async launch(): Promise<void> {
+    const env = this.env();
     const nodeArgs = this.opts.nodeArgs ?? [];
     this.api = await Child.spawn([...nodeArgs, API_ENTRY], env, this.apiLog, `API on ${this.url}`);
     const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -203,11 +227,7 @@ export class GatewayProcess {
       }
       await sleep(status === undefined ? 100 : 250);
     }
-    if (this.opts.worker) {
-      this.worker = await Child.spawn([...nodeArgs, WORKER_ENTRY], env, this.workerLog, 'worker');
-      await sleep(WORKER_SETTLE_MS);
-      if (!this.worker.running) throw await this.worker.exitedEarly();
-    }
+    if (this.opts.worker) await this.startWorker();
   }
 }
 
@@ -261,6 +281,15 @@ class Child {
       `gateway ${this.what} exited early (code ${this.child.exitCode}, signal ${this.child.signalCode}); ` +
         `log tail:\n${await this.logTail()}`,
     );
+  }
+
+  async kill(): Promise<void> {
+    if (this.running) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+    this.watchdog?.kill('SIGKILL');
+    this.watchdog = undefined;
   }
 
   async stop(): Promise<void> {

@@ -12,6 +12,16 @@ export class AppConfig {
   readonly upstream: { timeoutMs: number; connections: number; concurrency: number; catalogPageSize: number };
   readonly cache: { maxEntries: number };
   readonly bullBoard: boolean;
+  readonly queue: { lockMs: number };
+  readonly deletions: {
+    maxItems: number;
+    chunkSize: number;
+    attempts: number;
+    backoffMs: number;
+    backoffMaxMs: number;
+    workerConcurrency: number;
+    recoverEveryMs: number;
+  };
 
   constructor(e: Env) {
     this.env = e.NODE_ENV;
@@ -33,6 +43,16 @@ export class AppConfig {
     };
     this.cache = { maxEntries: e.CACHE_MAX_ENTRIES };
     this.bullBoard = e.BULL_BOARD;
+    this.queue = { lockMs: e.QUEUE_LOCK_MS };
+    this.deletions = {
+      maxItems: e.DELETE_MAX_ITEMS,
+      chunkSize: e.DELETE_CHUNK_SIZE,
+      attempts: e.DELETE_ATTEMPTS,
+      backoffMs: e.DELETE_BACKOFF_MS,
+      backoffMaxMs: e.DELETE_BACKOFF_MAX_MS,
+      workerConcurrency: e.DELETE_WORKER_CONCURRENCY,
+      recoverEveryMs: e.DELETE_RECOVER_EVERY_MS,
+    };
   }
 }
 

@@ -31,6 +31,25 @@ export const envSchema = z.object({
   CATALOG_PAGE_SIZE: z.coerce.number().int().min(1).max(1000).default(1000),
   CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).default(50_000),
   BULL_BOARD: bool.default(true),
+  DELETE_MAX_ITEMS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(10_000)
+    .describe('global cap on the manifests and tags one deletion request may delete'),
+  DELETE_CHUNK_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
+  DELETE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(12),
+  DELETE_BACKOFF_MS: z.coerce.number().int().min(10).default(1000),
+  DELETE_BACKOFF_MAX_MS: z.coerce.number().int().min(10).default(60_000),
+  DELETE_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
+  DELETE_RECOVER_EVERY_MS: z.coerce.number().int().min(1000).default(30_000),
+  QUEUE_LOCK_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(30_000)
+    .describe('how long a job stays locked to a worker that stopped answering before another takes it'),
 });
 
 export type Env = z.infer<typeof envSchema>;

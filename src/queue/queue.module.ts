@@ -3,6 +3,7 @@ import { Global, Module } from '@nestjs/common';
 import { AppConfig } from '../config/app-config.js';
 import { Queues } from './queue.constants.js';
 import { redisOptions } from './redis-options.js';
+import { RedisClient } from './redis.provider.js';
 
 /** BullMQ on the configured Redis, every key under REDIS_PREFIX; jobs keep a bounded history. */
 @Global()
@@ -21,8 +22,9 @@ import { redisOptions } from './redis-options.js';
         },
       }),
     }),
-    BullModule.registerQueue({ name: Queues.maintenance }),
+    BullModule.registerQueue({ name: Queues.maintenance }, { name: Queues.deletions }),
   ],
-  exports: [BullModule],
+  providers: [RedisClient],
+  exports: [BullModule, RedisClient],
 })
 export class QueueModule {}

@@ -43,6 +43,8 @@ export interface RegistryProcessOptions {
   rootDir?: string;
   /** Default: a free loopback port. */
   port?: number;
+  /** `info` logs a "response completed" line for every request (tests count upstream calls with it). */
+  logLevel?: 'info' | 'warn';
 }
 
 type RestartOverrides = Partial<Omit<RegistryProcessOptions, 'port' | 'rootDir'>>;
@@ -368,7 +370,7 @@ export class RegistryProcess {
 
     const config: Record<string, unknown> = {
       version: 0.1,
-      log: { level: 'warn', formatter: 'text', accesslog: { disabled: true } },
+      log: { level: opts.logLevel ?? 'warn', formatter: 'text', accesslog: { disabled: true } },
       storage,
       http: {
         addr: `127.0.0.1:${this.port}`,

@@ -11,6 +11,7 @@ import {
   mayBeThrowaway,
   tagChanged,
   tagDeleteIncomplete,
+  tagMoved,
   throwawayManifest,
 } from './tag-delete.js';
 import {
@@ -297,11 +298,17 @@ export class RegistryClient {
   async deleteTag(
     repository: string,
     tag: string,
-    opts: { distributionVersion: string | null },
+    opts: { distributionVersion: string | null; expectDigest?: string },
   ): Promise<TagDeleteResult> {
     assertRepositoryName(repository);
     assertTag(tag);
     if (opts.distributionVersion?.startsWith('3')) {
+      if (opts.expectDigest) {
+        const current = await this.tagTarget(repository, tag);
+        if (!current) return { method: 'tag-delete', alreadyGone: true };
+        if (current.digest !== opts.expectDigest)
+          throw tagMoved({ registry: this.name, repository, tag }, opts.expectDigest, current.digest);
+      }
       const what = `tag ${repository}:${tag}`;
       const res = await this.send({ method: 'DELETE', path: `${repository}/manifests/${tag}`, what });
       if (res.statusCode >= 200 && res.statusCode < 300) {
@@ -317,7 +324,7 @@ export class RegistryClient {
         res.statusCode === 400 && (code === undefined || code === 'DIGEST_INVALID' || code === 'UNSUPPORTED');
       if (!answersLike2x) throw refusal(this.name, res, body, what, 'delete');
     }
-    return this.deleteTagByThrowaway(repository, tag);
+    return this.deleteTagByThrowaway(repository, tag, opts.expectDigest);
   }
 
   /** PUTs a manifest under a tag or digest; returns the digest of the bytes sent, as the registry stored them. */
@@ -377,7 +384,11 @@ export class RegistryClient {
     await put.body.dump();
   }
 
-  private async deleteTagByThrowaway(repository: string, tag: string): Promise<TagDeleteResult> {
+  private async deleteTagByThrowaway(
+    repository: string,
+    tag: string,
+    expectDigest?: string,
+  ): Promise<TagDeleteResult> {
     const method = 'throwaway-manifest';
     const ref = { registry: this.name, repository, tag };
     const current = await this.tagTarget(repository, tag);
@@ -391,6 +402,7 @@ export class RegistryClient {
     ) {
       throwawayDigest = current.digest;
     } else {
+      if (expectDigest && current.digest !== expectDigest) throw tagMoved(ref, expectDigest, current.digest);
       previousDigest = current.digest;
       // Delete-disabled registries still accept pushes: without this check the tag would end up on the
       // throwaway with no way to delete it.

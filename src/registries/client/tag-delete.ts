@@ -93,6 +93,16 @@ export function tagChanged(
   );
 }
 
+/** The tag points at another image than the one planned: deleting it now would remove the wrong image's tag. */
+export function tagMoved(ref: TagRef, expectedDigest: string, currentDigest: string): ConflictError {
+  return new ConflictError(
+    'TAG_MOVED',
+    `tag ${ref.repository}:${ref.tag} on registry "${ref.registry}" now points at ${currentDigest}, not at the ` +
+      `planned ${expectedDigest}; it was left alone`,
+    { ...ref, expectedDigest, currentDigest },
+  );
+}
+
 /**
  * The tag was re-pointed at the throwaway but the throwaway could not be deleted: the tag now shows the
  * throwaway instead of the image. A retry recognises the throwaway by its annotation and finishes.
