@@ -335,6 +335,38 @@ describe('deletions on real registries', () => {
     expect(rows[0].n).toBe(0);
   });
 
+  it('fails an item at once, with the registry answer, when deletes were turned off after the probe', async () => {
+    const flip = await RegistryProcess.start();
+    try {
+      const flipPusher = new ImagePusher(flip.url);
+      await flipPusher.pushImage('team-e/app', ['1'], { seed: 'flip' });
+      await flipPusher.close();
+      await http().post('/api/v1/registries').send({ name: 'flip', url: flip.url }).expect(201);
+      await flip.restart({ deleteEnabled: false });
+      const res = await http()
+        .delete('/api/v1/registries/flip/repositories/team-e/app/manifests/1')
+        .expect(202);
+      const done = await settled(res.body.id);
+      expect(done.status).toBe('failed');
+      expect(done.items?.[0]).toMatchObject({
+        status: 'failed',
+        attempts: 1,
+        upstreamStatus: 405,
+        error: { code: 'DELETE_DISABLED' },
+      });
+      const failed = (
+        await http()
+          .get(`/api/v1/audit-events?subjectId=${res.body.id}&action=deletion.item.failed`)
+          .expect(200)
+      ).body.items;
+      expect(failed).toEqual([
+        expect.objectContaining({ outcome: 'failure', upstreamStatus: 405, repository: 'team-e/app' }),
+      ]);
+    } finally {
+      await flip.cleanup();
+    }
+  });
+
   it('queues committed requests whose jobs never reached the queue', async () => {
     await pusher.pushImage('team-d/outbox', ['o1'], { seed: 'o1' });
     await worker.close();
@@ -370,6 +402,11 @@ describe('deletions on real registries', () => {
     expect(planned.items.every((i: { status: string }) => i.status === 'planned')).toBe(true);
     expect(planned.items.length).toBeGreaterThan(0);
     expect((await http().get('/api/v1/deletions?actor=someone-else').expect(200)).body.items).toEqual([]);
+    const future = new Date(Date.now() + 3600_000).toISOString();
+    expect((await http().get(`/api/v1/deletions?from=${future}`).expect(200)).body.items).toEqual([]);
+    expect(
+      (await http().get(`/api/v1/deletions?to=${future}&registry=main`).expect(200)).body.items.length,
+    ).toBeGreaterThan(0);
     expect((await http().get('/api/v1/deletions?cursor=garbage').expect(400)).body.error.code).toBe(
       'VALIDATION_FAILED',
     );

@@ -1,5 +1,4 @@
 import { Module } from '@nestjs/common';
-import { CatalogModule } from '../catalog/catalog.module.js';
 import { RegistriesModule } from '../registries/registries.module.js';
 import { DeletionPlanner } from './deletion-planner.js';
 import { DeletionQueue } from './deletion-queue.js';
@@ -13,7 +12,7 @@ const providers = [DeletionService, DeletionPlanner, DeletionQueue];
 
 /** API side: plan, store, queue, read. */
 @Module({
-  imports: [RegistriesModule, CatalogModule],
+  imports: [RegistriesModule],
   controllers: [DeletionController, ImageDeleteController],
   providers,
   exports: [DeletionService],
