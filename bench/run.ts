@@ -6,10 +6,11 @@
  */
 import { parseArgs } from 'node:util';
 import { catalogBench } from './catalog.bench.js';
+import { deletionsBench } from './deletions.bench.js';
 import type { BenchContext, BenchReport, Benchmark } from './support/bench.js';
 
-// In run order. Later issues add deletions, gc and audit here.
-const BENCHMARKS: Benchmark[] = [catalogBench];
+// In run order. Later issues add gc and audit here.
+const BENCHMARKS: Benchmark[] = [catalogBench, deletionsBench];
 
 const USAGE = `usage: npm run bench -- [--only name[,name]] [--scale factor] [--reseed]
   --only    run only these benchmarks: ${BENCHMARKS.map((b) => b.name).join(', ')}

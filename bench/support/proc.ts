@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 let clockTicks: number | undefined;
 
@@ -71,4 +71,39 @@ export function busyShare(
 ): number | undefined {
   if (!before || !after || after.total === before.total) return undefined;
   return (after.busy - before.busy) / (after.total - before.total);
+}
+
+/**
+ * CPU seconds per pid of every process whose command name (comm) is one of `names`, e.g. the Postgres
+ * and Redis servers the gateway uses, which no bench starts; an empty map without /proc.
+ */
+export function cpuSecondsByCommand(names: readonly string[]): Map<number, number> {
+  const out = new Map<number, number>();
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      if (!names.includes(comm)) continue;
+      const seconds = cpuSeconds(Number(pid));
+      if (seconds !== undefined) out.set(Number(pid), seconds);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * CPU used between two cpuSecondsByCommand() readings: processes present in both count their difference,
+ * processes started in between count everything (those that exited in between are lost).
+ */
+export function cpuSecondsBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, seconds] of after) total += seconds - (before.get(pid) ?? 0);
+  return total;
 }
