@@ -7,7 +7,7 @@ import { envSchema } from '../src/config/config.schema.js';
 import { Queues } from '../src/queue/queue.constants.js';
 import { redisOptions } from '../src/queue/redis-options.js';
 import { TEST_REDIS_URL, TestEnvironment } from '../test/support/environment.js';
-import { ImagePusher, MANIFEST_ACCEPT, seedManyRepositories } from '../test/support/image-pusher.js';
+import { ImagePusher, MANIFEST_ACCEPT, runPool, seedManyRepositories } from '../test/support/image-pusher.js';
 import { RegistryProcess } from '../test/support/registry-process.js';
 import { BENCH_DATA_DIR, BenchFailure, PROJECT_ROOT } from './support/bench.js';
 import type { BenchContext, BenchReport, Benchmark, Metric } from './support/bench.js';
@@ -635,24 +635,6 @@ async function registryLogProfile(logPath: string): Promise<string> {
 
 const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
 
-/** Runs fn over items with `concurrency` in flight; the first failure stops new work. */
-async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const item = items[next++];
-      try {
-        await fn(item);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-}
-
 async function getJson<T>(
   agent: Agent,
   origin: string,
@@ -697,7 +679,7 @@ async function listTags(
     }
   }
   const listing: Listing = new Map();
-  await pool(names, concurrency, async (repository) => {
+  await runPool(names, concurrency, async (repository) => {
     const tags = new Map<string, string>();
     let path: string | null = `/v2/${repository}/tags/list?n=${PAGE_SIZE}`;
     while (path) {
@@ -730,7 +712,7 @@ async function resolveAll(
     [...tags.keys()].map((tag) => ({ repository, tag })),
   );
   const t0 = performance.now();
-  await pool(refs, concurrency, async ({ repository, tag }) => {
+  await runPool(refs, concurrency, async ({ repository, tag }) => {
     const res = await agent.request({
       origin,
       path: `/v2/${repository}/manifests/${tag}`,
@@ -760,7 +742,7 @@ async function directDeletes(
   );
   const statuses = new Map<number, number>();
   try {
-    await pool(refs, concurrency, async ({ repository, digest }) => {
+    await runPool(refs, concurrency, async ({ repository, digest }) => {
       const res = await agent.request({
         origin,
         path: `/v2/${repository}/manifests/${digest}`,

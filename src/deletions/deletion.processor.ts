@@ -249,15 +249,11 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
       }
       const settled = await this.deletions.settleStatus(m, request.id);
       if (settled) {
-        const counts = (await m.query(
-          `SELECT status, count(*)::int AS n FROM deletion_items WHERE request_id = $1 GROUP BY status`,
-          [request.id],
-        )) as { status: string; n: number }[];
         await recordAudit(this.events, {
           action: 'deletion.completed',
           ...this.deletions.auditBase(request, ctx, m),
-          outcome: COMPLETION_OUTCOME[settled],
-          details: { status: settled, counts: Object.fromEntries(counts.map((c) => [c.status, c.n])) },
+          outcome: COMPLETION_OUTCOME[settled.status],
+          details: { status: settled.status, counts: settled.counts },
         });
       }
       return status.filter((s) => s === 'pending').length;

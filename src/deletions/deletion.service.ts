@@ -188,12 +188,12 @@ export class DeletionService {
           WHERE request_id = $1 AND status IN ('planned', 'pending')`,
         [id],
       )) as [unknown[], number];
-      const status = await this.settleStatus(m, id);
+      const settled = await this.settleStatus(m, id);
       await recordAudit(this.events, {
         action: 'deletion.cancelled',
         ...this.auditBase(locked, ctx, m),
         outcome: 'success',
-        details: { cancelledItems: cancelled, status: status ?? 'running' },
+        details: { cancelledItems: cancelled, status: settled?.status ?? 'running' },
       });
     });
     return this.get(id);
@@ -250,7 +250,10 @@ export class DeletionService {
    * Final status once no item is waiting or running; null while work remains. Call with the request row
    * locked, so two chunks finishing together cannot both miss (or both see) the end.
    */
-  async settleStatus(m: EntityManager, id: string): Promise<DeletionStatus | null> {
+  async settleStatus(
+    m: EntityManager,
+    id: string,
+  ): Promise<{ status: DeletionStatus; counts: DeletionCountsView } | null> {
     const rows = (await m.query(
       `SELECT status, count(*)::int AS n FROM deletion_items WHERE request_id = $1 GROUP BY status`,
       [id],
@@ -269,7 +272,7 @@ export class DeletionService {
       `UPDATE deletion_requests SET status = $2, finished_at = now(), updated_at = now() WHERE id = $1`,
       [id, status],
     );
-    return status;
+    return { status, counts: c };
   }
 
   async lock(m: EntityManager, id: string): Promise<DeletionRequestEntity> {

@@ -413,7 +413,11 @@ function requireLocation(res: Response): string {
 }
 
 /** Runs fn over items with at most `concurrency` in flight; the first failure stops new work. */
-async function runPool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function runPool<T>(
+  items: T[],
+  concurrency: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   let failed = false;
   const worker = async () => {
