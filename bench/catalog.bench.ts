@@ -1,15 +1,14 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
 import { Agent } from 'undici';
-import { ImagePusher, MANIFEST_ACCEPT, seedManyRepositories } from '../test/support/image-pusher.js';
+import { MANIFEST_ACCEPT } from '../test/support/image-pusher.js';
 import { envSchema } from '../src/config/config.schema.js';
 import { RegistryProcess } from '../test/support/registry-process.js';
-import { BENCH_DATA_DIR, BenchFailure, PROJECT_ROOT } from './support/bench.js';
+import { BenchFailure } from './support/bench.js';
 import type { BenchContext, BenchReport, Benchmark, Metric } from './support/bench.js';
 import { TestEnvironment } from '../test/support/environment.js';
 import { GatewayProcess } from './support/gateway-process.js';
 import { busyShare, cpuSeconds, machineCpu, peakRssBytes } from './support/proc.js';
+import { seedRepositories, storedDataset } from './support/dataset.js';
 import { formatBytes, formatList, formatMs, formatSeconds, median } from './support/stats.js';
 
 /*
@@ -97,7 +96,9 @@ async function runCatalogBench(ctx: BenchContext): Promise<BenchReport> {
         directCrawl(dataset.registry.url, upstreamConnections, CLIENT_CONCURRENCY),
       );
     const throughGateway = (gw: GatewayProcess) =>
-      measure({ registry: registryPid, gateway: gw.apiPid }, () => gatewayCrawl(gw.url, CLIENT_CONCURRENCY));
+      measure({ registry: registryPid, gateway: gw.apiPid }, () =>
+        gatewayCrawl(gw.url, CLIENT_CONCURRENCY, gw.authorization),
+      );
 
     ctx.log(`catalog: warm-up direct crawl of ${repositories * tagsPerRepository} tags`);
     const reference = await direct();
@@ -256,92 +257,23 @@ function otherLoad(directRuns: Crawl[], gatewayRuns: Crawl[]): Metric {
 
 // --- dataset -----------------------------------------------------------------------------------------
 
-interface DatasetMarker {
-  version: number;
-  repositories: number;
-  tagsPerRepository: number;
-  seed: typeof SEED;
-  seededAt: string;
-  seedSeconds: number;
-}
-
 /**
  * Seeding 10,000 images takes minutes and dominates a run, so the registry's storage is kept under
- * .data/bench/ and reused while its marker (written only after a complete seed) matches.
+ * .data/bench/ and reused (bench/support/dataset.ts); the crawls read a registry started on it.
  */
 async function openDataset(
   ctx: BenchContext,
   repositories: number,
   tagsPerRepository: number,
 ): Promise<{ registry: RegistryProcess; seeding: string }> {
-  const dir = join(BENCH_DATA_DIR, `catalog-${repositories}x${tagsPerRepository}`);
-  const markerPath = join(dir, 'dataset.json');
-  const rootDir = join(dir, 'registry');
-  const wanted = { version: DATASET_VERSION, repositories, tagsPerRepository, seed: SEED };
-
-  let marker: DatasetMarker | undefined;
-  try {
-    marker = JSON.parse(await readFile(markerPath, 'utf8')) as DatasetMarker;
-  } catch {
-    marker = undefined;
-  }
-  const matches =
-    marker !== undefined &&
-    JSON.stringify({
-      version: marker.version,
-      repositories: marker.repositories,
-      tagsPerRepository: marker.tagsPerRepository,
-      seed: marker.seed,
-    }) === JSON.stringify(wanted);
-
-  if (matches && !ctx.reseed) {
-    const registry = await RegistryProcess.start({ rootDir });
-    return {
-      registry,
-      seeding: `reused ${relative(PROJECT_ROOT, dir)} (seeded in ${formatSeconds(marker!.seedSeconds)} on ${marker!.seededAt.slice(0, 10)}; --reseed to redo)`,
-    };
-  }
-
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(rootDir, { recursive: true });
-  const registry = await RegistryProcess.start({ rootDir });
-  try {
-    const images = repositories * tagsPerRepository;
-    ctx.log(
-      `catalog: seeding ${repositories} repositories x ${tagsPerRepository} tags (${images} images) once`,
-    );
-    const pusher = new ImagePusher(registry.url, { connections: SEED.concurrency });
-    const t0 = performance.now();
-    const step = Math.max(1, Math.round(repositories / 10));
-    try {
-      await seedManyRepositories(pusher, {
-        prefix: SEED.prefix,
-        repositories,
-        tagsPerRepository,
-        concurrency: SEED.concurrency,
-        format: SEED.format,
-        layerSize: SEED.layerSize,
-        onProgress: (done) => {
-          if (done % step === 0 || done === repositories) {
-            const s = (performance.now() - t0) / 1000;
-            ctx.log(`catalog: seeded ${done}/${repositories} repositories in ${formatSeconds(s)}`);
-          }
-        },
-      });
-    } finally {
-      await pusher.close();
-    }
-    const seedSeconds = (performance.now() - t0) / 1000;
-    const done: DatasetMarker = { ...wanted, seededAt: new Date().toISOString(), seedSeconds };
-    await writeFile(markerPath, `${JSON.stringify(done, null, 2)}\n`);
-    return {
-      registry,
-      seeding: `seeded now in ${formatSeconds(seedSeconds)} (${Math.round(images / seedSeconds)} images/s, ${SEED.concurrency} repositories in parallel); kept in ${relative(PROJECT_ROOT, dir)}`,
-    };
-  } catch (err) {
-    await registry.cleanup();
-    throw err;
-  }
+  const dataset = await storedDataset(
+    ctx,
+    `catalog-${repositories}x${tagsPerRepository}`,
+    { version: DATASET_VERSION, repositories, tagsPerRepository, seed: SEED },
+    (storage) =>
+      seedRepositories(ctx, storage, { what: 'catalog', ...SEED, repositories, tagsPerRepository }),
+  );
+  return { registry: await RegistryProcess.start({ rootDir: dataset.storage }), seeding: dataset.seeding };
 }
 
 function assertDataset(data: CrawlData, repositories: number, tagsPerRepository: number): void {
@@ -482,7 +414,12 @@ class Http {
   private readonly agent: Agent;
   private readonly origin: string;
 
-  constructor(baseUrl: string, connections: number) {
+  constructor(
+    baseUrl: string,
+    connections: number,
+    /** Sent with every request (the gateway's bearer token). */
+    private readonly defaults: Record<string, string> = {},
+  ) {
     this.origin = new URL(baseUrl).origin;
     this.agent = new Agent({ connections, pipelining: 1, keepAliveTimeout: 30_000 });
   }
@@ -492,7 +429,12 @@ class Http {
     headers: Record<string, string> = {},
   ): Promise<{ headers: Record<string, string | string[] | undefined>; body: Buffer }> {
     this.requests++;
-    const res = await this.agent.request({ origin: this.origin, path, method: 'GET', headers });
+    const res = await this.agent.request({
+      origin: this.origin,
+      path,
+      method: 'GET',
+      headers: { ...this.defaults, ...headers },
+    });
     const body = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode !== 200) {
       throw new BenchFailure(
@@ -610,9 +552,10 @@ interface TagList {
 async function gatewayCrawl(
   gatewayUrl: string,
   concurrency: number,
+  authorization: string,
 ): Promise<{ data: CrawlData; requests: number }> {
   // One connection per repository in flight: the client never waits for a socket.
-  const http = new Http(gatewayUrl, concurrency);
+  const http = new Http(gatewayUrl, concurrency, { authorization });
   const base = `/api/v1/registries/${REGISTRY_NAME}/repositories`;
   const tagCounts = new Map<string, number>();
   try {

@@ -1,15 +1,15 @@
 import { cpSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Agent } from 'undici';
 import { envSchema } from '../src/config/config.schema.js';
 import { Queues } from '../src/queue/queue.constants.js';
 import { redisOptions } from '../src/queue/redis-options.js';
 import { TEST_REDIS_URL, TestEnvironment } from '../test/support/environment.js';
-import { ImagePusher, MANIFEST_ACCEPT, runPool, seedManyRepositories } from '../test/support/image-pusher.js';
+import { MANIFEST_ACCEPT, runPool } from '../test/support/image-pusher.js';
 import { RegistryProcess } from '../test/support/registry-process.js';
-import { BENCH_DATA_DIR, BenchFailure, PROJECT_ROOT } from './support/bench.js';
+import { BenchFailure } from './support/bench.js';
 import type { BenchContext, BenchReport, Benchmark, Metric } from './support/bench.js';
 import { GatewayProcess } from './support/gateway-process.js';
 import {
@@ -20,6 +20,7 @@ import {
   machineCpu,
   peakRssBytes,
 } from './support/proc.js';
+import { seedRepositories, storedDataset } from './support/dataset.js';
 import { formatBytes, formatMs, formatSeconds, median } from './support/stats.js';
 
 /*
@@ -27,16 +28,23 @@ import { formatBytes, formatMs, formatSeconds, median } from './support/stats.js
  * identical registry with a direct client making 16 concurrent DELETEs; print gateway/direct, target
  * <= 1.5. Also print the audit rows written per second.
  *
- * Two registries start from copies of one stored template (500 repositories x 10 tags, every tag its own
- * manifest, one shared layer), since a delete run consumes its dataset. The direct client resolves every
- * tag to its digest (HEAD, full Accept list) before its clock starts and then only sends
- * `DELETE /v2/<repo>/manifests/<digest>`, DIRECT_CONCURRENCY at once. The gateway gets the same tags
- * as `{repository, reference}` items in one `POST /api/v1/deletions` and plans them itself (resolving and
- * listing shared tags); its clock runs from that POST until the request reports a final status. It deletes
- * with the registry's `deletes.concurrency` set to the direct client's concurrency.
+ * Three registries start from copies of one stored template (500 repositories x 10 tags, every tag its
+ * own manifest, one shared layer), since a delete run consumes its dataset. Both sides get the same input,
+ * the 5,000 tags, and must end with those manifests deleted:
+ * - direct: what an operator's script does (DESIGN, steps 3 and 4): for each tag, HEAD with the full Accept
+ *   list for its digest, then `DELETE /v2/<repo>/manifests/<digest>`; DIRECT_CONCURRENCY tags at once, so
+ *   16 DELETEs in flight. A registry refuses a DELETE by tag, so the digest has to come from somewhere.
+ * - gateway: one `POST /api/v1/deletions` with the tags as `{repository, reference}` items; it plans them
+ *   (resolves each tag, lists the tags sharing each digest, guards multi-arch children, estimates bytes),
+ *   queues them and deletes with the registry's `deletes.concurrency` set to DIRECT_CONCURRENCY. Its clock
+ *   runs from that POST until the request reports a final status.
+ * For reference, a third copy is deleted by a client that was handed the digests (DELETEs only).
+ * Every tag is resolved on all three copies before any clock, so each registry's caches are equally warm.
  */
 const SPEC = { repositories: 500, tagsPerRepository: 10 };
 const DIRECT_CONCURRENCY = 16;
+/** One registry copy per contender: direct (HEAD + DELETE), reference (DELETEs of known digests), gateway. */
+const COPIES = ['direct', 'reference', 'gateway'] as const;
 const TARGET_RATIO = 1.5;
 const REGISTRY_NAME = 'bench';
 const POLL_MS = 150;
@@ -107,6 +115,7 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
 
   const runDir = (which: string) => join(template.dir, `run-${which}`);
   let direct: RegistryProcess | undefined;
+  let digestsOnly: RegistryProcess | undefined;
   let upstream: RegistryProcess | undefined;
   let env: TestEnvironment | undefined;
   let gateway: GatewayProcess | undefined;
@@ -114,7 +123,7 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
     // Fresh copies of the template, one per registry: deletes consume them. cpSync rather than the
     // promise-based cp: its native copy is about 2.5x faster on a storage tree of mostly directories.
     const c0 = performance.now();
-    for (const which of ['direct', 'gateway']) {
+    for (const which of COPIES) {
       await rm(runDir(which), { recursive: true, force: true });
       cpSync(template.storage, runDir(which), { recursive: true });
     }
@@ -122,38 +131,41 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
     // BENCH_REGISTRY_LOG=info logs every request on both registries (fair, but it costs registry CPU),
     // and the summary then shows what each registry saw: request counts and DELETEs in flight.
     const logLevel = process.env.BENCH_REGISTRY_LOG === 'info' ? 'info' : 'warn';
-    [direct, upstream] = await Promise.all([
-      RegistryProcess.start({ rootDir: runDir('direct'), logLevel }),
-      RegistryProcess.start({ rootDir: runDir('gateway'), logLevel }),
-    ]);
-    metrics.push({ label: 'storage copies', value: `2 x template copied in ${formatMs(copyMs)}` });
+    [direct, digestsOnly, upstream] = await Promise.all(
+      COPIES.map((which) => RegistryProcess.start({ rootDir: runDir(which), logLevel })),
+    );
+    metrics.push({
+      label: 'storage copies',
+      value: `${COPIES.length} x template copied in ${formatMs(copyMs)}`,
+    });
 
     // Outside every clock: what is stored, and where each tag points.
     const http = new Agent({ connections: DIRECT_CONCURRENCY, pipelining: 1, keepAliveTimeout: 30_000 });
     let listing: Listing;
-    let resolveMs: number;
     try {
-      ctx.log(`deletions: resolving ${manifests} tags on the direct registry`);
-      ({ listing, headMs: resolveMs } = await resolveAll(http, direct.url, DIRECT_CONCURRENCY));
+      ctx.log(`deletions: resolving ${manifests} tags on each registry copy`);
+      listing = await resolveAll(http, direct.url, DIRECT_CONCURRENCY);
       assertDataset(listing, repositories, tagsPerRepository);
-      const copy = await listTags(http, upstream.url, DIRECT_CONCURRENCY);
-      assertSameTags(listing, copy);
+      for (const copy of [digestsOnly, upstream])
+        assertSameTags(listing, await resolveAll(http, copy.url, DIRECT_CONCURRENCY));
     } finally {
       await http.close();
     }
 
     // --- direct baseline --------------------------------------------------------------------------
-    ctx.log(`deletions: direct client deleting ${manifests} manifests, ${DIRECT_CONCURRENCY} at once`);
-    const directRun = await measureCpu({ registry: direct.pid }, () =>
-      directDeletes(direct!.url, listing, DIRECT_CONCURRENCY),
+    ctx.log(
+      `deletions: direct client deleting ${manifests} tags' manifests (HEAD + DELETE), ${DIRECT_CONCURRENCY} at once`,
     );
-    const wrong = [...directRun.result.statuses].filter(([status]) => status !== 202);
-    if (wrong.length) {
-      throw new BenchFailure(
-        `direct DELETEs answered ${wrong.map(([s, n]) => `${n} x ${s}`).join(', ')}; all ${manifests} should be 202`,
-      );
-    }
+    const directRun = await measureCpu({ registry: direct.pid }, () =>
+      directDeletes(direct!.url, listing, DIRECT_CONCURRENCY, 'resolve'),
+    );
+    assertAll202('direct', directRun.result.statuses, manifests);
     ctx.log(`deletions: direct ${formatMs(directRun.cpu.ms)}`);
+    ctx.log(`deletions: reference client deleting ${manifests} known digests, ${DIRECT_CONCURRENCY} at once`);
+    const digestRun = await measureCpu({ registry: digestsOnly.pid }, () =>
+      directDeletes(digestsOnly!.url, listing, DIRECT_CONCURRENCY, 'digests'),
+    );
+    assertAll202('reference', digestRun.result.statuses, manifests);
 
     // --- gateway ------------------------------------------------------------------------------------
     env = await TestEnvironment.create('deletions', 'bench');
@@ -163,7 +175,15 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
       if (value !== undefined) gatewayEnv[key] = value;
     }
     const knobs = resolvedKnobs(gatewayEnv);
-    gateway = await GatewayProcess.start({ env: gatewayEnv, name: 'deletions', worker: true });
+    gateway = await GatewayProcess.start({
+      env: gatewayEnv,
+      name: 'deletions',
+      worker: true,
+      // BENCH_CPU_PROF=<dir> writes V8 CPU profiles of the API and the worker there when they stop.
+      nodeArgs: process.env.BENCH_CPU_PROF
+        ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
+        : [],
+    });
     await gateway.request('POST', '/api/v1/registries', {
       name: REGISTRY_NAME,
       url: upstream.url,
@@ -209,6 +229,7 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
     try {
       for (const [what, registry] of [
         ['direct', direct],
+        ['reference', digestsOnly],
         ['gateway', upstream],
       ] as const) {
         const left = await listTags(check, registry.url, DIRECT_CONCURRENCY, [...listing.keys()]);
@@ -240,6 +261,7 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
     if (logLevel === 'info') {
       metrics.push(
         { label: 'direct registry saw (log)', value: await registryLogProfile(direct.logPath) },
+        { label: 'reference registry saw (log)', value: await registryLogProfile(digestsOnly.logPath) },
         { label: 'gateway registry saw (log)', value: await registryLogProfile(upstream.logPath) },
       );
     }
@@ -255,7 +277,7 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
     metrics.push(
       {
         label: 'direct deletes',
-        value: `${formatSeconds(directMs / 1000)} (${manifests} x DELETE by digest, all 202, ${DIRECT_CONCURRENCY} in flight, ${rate(manifests, directMs)}; digests resolved beforehand)`,
+        value: `${formatSeconds(directMs / 1000)} (${manifests} tags, each HEAD for its digest then DELETE by digest, all 202, ${DIRECT_CONCURRENCY} tags in flight, ${rate(manifests, directMs)})`,
       },
       {
         label: 'gateway deletes',
@@ -268,10 +290,11 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
         ok: ratio <= TARGET_RATIO,
       },
       {
-        label: 'ratio gateway/(direct HEADs + deletes) (info)',
+        label: 'ratio gateway/DELETEs of known digests (info)',
         value:
-          `${(gatewayMs / (resolveMs + directMs)).toFixed(2)}: the direct client's HEAD of every tag took ` +
-          `${formatSeconds(resolveMs / 1000)} before its clock (the gateway's planning reads the same tags)`,
+          `${(gatewayMs / digestRun.cpu.ms).toFixed(2)}: a client handed the ${manifests} digests sent only the ` +
+          `DELETEs, ${DIRECT_CONCURRENCY} in flight, in ${formatSeconds(digestRun.cpu.ms / 1000)} ` +
+          `(registry CPU ${digestRun.cpu.registry === undefined ? 'n/a' : formatSeconds(digestRun.cpu.registry)})`,
       },
       {
         label: 'CPU ratio gateway/direct (info)',
@@ -314,9 +337,9 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
       },
       {
         label: 'CPU, direct run',
-        value: `registry ${cpu(directRun.cpu.registry)}, client ${cpu(directRun.cpu.bench)}; machine busy ${share(
-          directRun.cpu.machineBusy,
-        )}`,
+        value:
+          `registry ${cpu(directRun.cpu.registry)}, client ${cpu(directRun.cpu.bench)}; machine busy ${share(directRun.cpu.machineBusy)} ` +
+          `(reference run: registry ${cpu(digestRun.cpu.registry)}, client ${cpu(digestRun.cpu.bench)})`,
       },
       {
         label: 'CPU, gateway planning',
@@ -326,7 +349,12 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
         label: 'CPU, gateway execution',
         value: cpuLine(execution.cpu),
       },
-      otherLoad({ direct: directRun.cpu, planning: planning.cpu, execution: execution.cpu }),
+      otherLoad({
+        direct: directRun.cpu,
+        reference: digestRun.cpu,
+        planning: planning.cpu,
+        execution: execution.cpu,
+      }),
       {
         label: 'checks',
         value:
@@ -337,8 +365,8 @@ async function runDeletionsBench(ctx: BenchContext): Promise<BenchReport> {
     return { name: deletionsBench.name, metrics };
   } finally {
     await gateway?.stop();
-    await Promise.all([direct?.cleanup(), upstream?.cleanup()]);
-    await Promise.all(['direct', 'gateway'].map((w) => rm(runDir(w), { recursive: true, force: true })));
+    await Promise.all([direct?.cleanup(), digestsOnly?.cleanup(), upstream?.cleanup()]);
+    await Promise.all(COPIES.map((w) => rm(runDir(w), { recursive: true, force: true })));
     await env?.destroy().catch(() => undefined);
   }
 }
@@ -697,21 +725,13 @@ async function listTags(
   return listing;
 }
 
-/**
- * Every tag and the digest it points at (HEAD with the full Accept list, as the gateway resolves), and how
- * long the HEADs took: what the direct client would add if it had to find the digests itself.
- */
-async function resolveAll(
-  agent: Agent,
-  registryUrl: string,
-  concurrency: number,
-): Promise<{ listing: Listing; headMs: number }> {
+/** Every tag and the digest it points at (HEAD with the full Accept list, as the gateway resolves). */
+async function resolveAll(agent: Agent, registryUrl: string, concurrency: number): Promise<Listing> {
   const origin = new URL(registryUrl).origin;
   const listing = await listTags(agent, registryUrl, concurrency);
   const refs = [...listing].flatMap(([repository, tags]) =>
     [...tags.keys()].map((tag) => ({ repository, tag })),
   );
-  const t0 = performance.now();
   await runPool(refs, concurrency, async ({ repository, tag }) => {
     const res = await agent.request({
       origin,
@@ -726,23 +746,41 @@ async function resolveAll(
     }
     listing.get(repository)!.set(tag, digest);
   });
-  return { listing, headMs: performance.now() - t0 };
+  return listing;
 }
 
-/** The baseline: DELETE by digest, `concurrency` in flight on as many connections, first to last response. */
+/**
+ * A direct client, `concurrency` tags at once on as many connections, first to last response. `resolve`
+ * is the baseline: HEAD each tag (full Accept list) for its digest, then DELETE that digest. `digests`
+ * is the reference: the digests are already known, so only the DELETEs are sent.
+ */
 async function directDeletes(
   registryUrl: string,
   listing: Listing,
   concurrency: number,
+  mode: 'resolve' | 'digests',
 ): Promise<{ statuses: Map<number, number> }> {
   const origin = new URL(registryUrl).origin;
   const agent = new Agent({ connections: concurrency, pipelining: 1, keepAliveTimeout: 30_000 });
   const refs = [...listing].flatMap(([repository, tags]) =>
-    [...tags.values()].map((digest) => ({ repository, digest })),
+    [...tags].map(([tag, digest]) => ({ repository, tag, digest })),
   );
   const statuses = new Map<number, number>();
   try {
-    await runPool(refs, concurrency, async ({ repository, digest }) => {
+    await runPool(refs, concurrency, async ({ repository, tag, digest: known }) => {
+      let digest = known;
+      if (mode === 'resolve') {
+        const head = await agent.request({
+          origin,
+          path: `/v2/${repository}/manifests/${tag}`,
+          method: 'HEAD',
+          headers: { accept: MANIFEST_ACCEPT },
+        });
+        await head.body.dump();
+        digest = first(head.headers['docker-content-digest']) ?? '';
+        if (head.statusCode !== 200 || !digest)
+          throw new BenchFailure(`HEAD ${repository}:${tag} answered ${head.statusCode} (digest ${digest})`);
+      }
       const res = await agent.request({
         origin,
         path: `/v2/${repository}/manifests/${digest}`,
@@ -754,6 +792,15 @@ async function directDeletes(
     return { statuses };
   } finally {
     await agent.close();
+  }
+}
+
+function assertAll202(who: string, statuses: Map<number, number>, manifests: number): void {
+  const wrong = [...statuses].filter(([status]) => status !== 202);
+  if (wrong.length) {
+    throw new BenchFailure(
+      `${who} DELETEs answered ${wrong.map(([s, n]) => `${n} x ${s}`).join(', ')}; all ${manifests} should be 202`,
+    );
   }
 }
 
@@ -783,92 +830,13 @@ function assertSameTags(expected: Listing, actual: Listing): void {
   }
 }
 
-interface DatasetMarker {
-  version: number;
-  repositories: number;
-  tagsPerRepository: number;
-  seed: typeof SEED;
-  seededAt: string;
-  seedSeconds: number;
-}
-
-/**
- * Seeds the template once under .data/bench/ (a registry's storage folder) and reuses it while its
- * marker, written only after a complete seed, matches. Runs delete from copies of it, never from it.
- */
-async function openTemplate(
-  ctx: BenchContext,
-  repositories: number,
-  tagsPerRepository: number,
-): Promise<{ dir: string; storage: string; seeding: string }> {
-  const dir = join(BENCH_DATA_DIR, `deletions-${repositories}x${tagsPerRepository}`);
-  const markerPath = join(dir, 'dataset.json');
-  const storage = join(dir, 'template');
-  const wanted = { version: DATASET_VERSION, repositories, tagsPerRepository, seed: SEED };
-
-  let marker: DatasetMarker | undefined;
-  try {
-    marker = JSON.parse(await readFile(markerPath, 'utf8')) as DatasetMarker;
-  } catch {
-    marker = undefined;
-  }
-  const matches =
-    marker !== undefined &&
-    JSON.stringify({
-      version: marker.version,
-      repositories: marker.repositories,
-      tagsPerRepository: marker.tagsPerRepository,
-      seed: marker.seed,
-    }) === JSON.stringify(wanted);
-  if (matches && !ctx.reseed) {
-    return {
-      dir,
-      storage,
-      seeding: `template reused from ${relative(PROJECT_ROOT, dir)} (seeded in ${formatSeconds(marker!.seedSeconds)} on ${marker!.seededAt.slice(0, 10)}; --reseed to redo)`,
-    };
-  }
-
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(storage, { recursive: true });
-  const registry = await RegistryProcess.start({ rootDir: storage });
-  try {
-    const images = repositories * tagsPerRepository;
-    ctx.log(
-      `deletions: seeding the template, ${repositories} repositories x ${tagsPerRepository} tags, once`,
-    );
-    const pusher = new ImagePusher(registry.url, { connections: SEED.concurrency });
-    const t0 = performance.now();
-    const step = Math.max(1, Math.round(repositories / 10));
-    try {
-      await seedManyRepositories(pusher, {
-        prefix: SEED.prefix,
-        repositories,
-        tagsPerRepository,
-        concurrency: SEED.concurrency,
-        format: SEED.format,
-        layerSize: SEED.layerSize,
-        onProgress: (done) => {
-          if (done % step === 0 || done === repositories) {
-            const s = (performance.now() - t0) / 1000;
-            ctx.log(`deletions: seeded ${done}/${repositories} repositories in ${formatSeconds(s)}`);
-          }
-        },
-      });
-    } finally {
-      await pusher.close();
-    }
-    const seedSeconds = (performance.now() - t0) / 1000;
-    // Stopped before the marker is written: the copies must not race a registry still writing.
-    await registry.cleanup();
-    const done: DatasetMarker = { ...wanted, seededAt: new Date().toISOString(), seedSeconds };
-    await writeFile(markerPath, `${JSON.stringify(done, null, 2)}\n`);
-    return {
-      dir,
-      storage,
-      seeding: `template seeded now in ${formatSeconds(seedSeconds)} (${Math.round(images / seedSeconds)} images/s); kept in ${relative(PROJECT_ROOT, dir)}`,
-    };
-  } catch (err) {
-    await registry.cleanup();
-    throw err;
-  }
+/** The template, seeded once and reused (bench/support/dataset.ts); runs delete from copies of it. */
+function openTemplate(ctx: BenchContext, repositories: number, tagsPerRepository: number) {
+  return storedDataset(
+    ctx,
+    `deletions-${repositories}x${tagsPerRepository}`,
+    { version: DATASET_VERSION, repositories, tagsPerRepository, seed: SEED },
+    (storage) =>
+      seedRepositories(ctx, storage, { what: 'deletions', ...SEED, repositories, tagsPerRepository }),
+  );
 }

@@ -5,12 +5,14 @@
  * cannot measure (a server does not start, the crawls disagree) fails the run.
  */
 import { parseArgs } from 'node:util';
+import { auditBench } from './audit.bench.js';
 import { catalogBench } from './catalog.bench.js';
 import { deletionsBench } from './deletions.bench.js';
+import { gcBench } from './gc.bench.js';
 import type { BenchContext, BenchReport, Benchmark } from './support/bench.js';
 
 // In run order. Later issues add gc and audit here.
-const BENCHMARKS: Benchmark[] = [catalogBench, deletionsBench];
+const BENCHMARKS: Benchmark[] = [catalogBench, deletionsBench, gcBench, auditBench];
 
 const USAGE = `usage: npm run bench -- [--only name[,name]] [--scale factor] [--reseed]
   --only    run only these benchmarks: ${BENCHMARKS.map((b) => b.name).join(', ')}

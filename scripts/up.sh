@@ -39,53 +39,21 @@ ensure_postgres "$DATABASE_URL"
 ensure_redis "$REDIS_URL"
 
 # --- demo registry -----------------------------------------------------------------------------------
+# Started through scripts/demo-registry.sh, which the gateway's GC then drives too (fence, cache restart).
+demo_registry_owned=1
 start_demo_registry() {
-  local pid status dir="$DATA/registry" i
-  if pid=$(running_pid registry); then
-    log "demo registry: already running at $DEMO_REGISTRY_URL (pid $pid)"
+  local status
+  if running_pid registry >/dev/null; then
+    bash "$ROOT/scripts/demo-registry.sh" start
     return 0
   fi
   status=$(http_status "$DEMO_REGISTRY_URL/v2/")
   if [ "$status" = 200 ] || [ "$status" = 401 ]; then
-    log "demo registry: reusing the registry that answers at $DEMO_REGISTRY_URL"
+    log "demo registry: reusing the registry that answers at $DEMO_REGISTRY_URL (GC is not configured for it)"
+    demo_registry_owned=0
     return 0
   fi
-  port_open "${DEMO_REGISTRY_ADDR%:*}" "${DEMO_REGISTRY_ADDR##*:}" &&
-    die "something listens on $DEMO_REGISTRY_ADDR but is no registry; free the port or set DEMO_REGISTRY_ADDR"
-  mkdir -p "$dir/storage"
-  cat >"$dir/config.yml" <<EOF
-# Written by scripts/up.sh: the demo registry of \`npm run up\`.
-version: 0.1
-log:
-  level: info
-  fields:
-    service: registry
-storage:
-  filesystem:
-    rootdirectory: $dir/storage
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: $DEMO_REGISTRY_ADDR
-  headers:
-    X-Content-Type-Options: [nosniff]
-health:
-  storagedriver:
-    enabled: true
-    interval: 10s
-    threshold: 3
-EOF
-  log "demo registry: starting docker-registry at $DEMO_REGISTRY_URL (storage in ${dir#"$ROOT"/}/storage)"
-  start_bg registry docker-registry "$LOG_DIR/registry.log" docker-registry serve "$dir/config.yml"
-  for ((i = 0; i < 100; i++)); do
-    [ "$(http_status "$DEMO_REGISTRY_URL/v2/")" = 200 ] && return 0
-    running_pid registry >/dev/null || break
-    sleep 0.2
-  done
-  tail -n 20 "$LOG_DIR/registry.log" >&2 || true
-  die "the demo registry did not start (log: ${LOG_DIR#"$ROOT"/}/registry.log)"
+  DEMO_REGISTRY_ADDR="$DEMO_REGISTRY_ADDR" bash "$ROOT/scripts/demo-registry.sh" start
 }
 start_demo_registry
 
@@ -111,6 +79,28 @@ registries:
   - name: demo
     url: $DEMO_REGISTRY_URL
 EOF
+  if [ "$demo_registry_owned" = 1 ]; then
+    ctl="$ROOT/scripts/demo-registry.sh"
+    cat >>"$REGISTRIES_FILE" <<EOF
+    # GC runs docker-registry garbage-collect on this machine, with the registry read-only meanwhile.
+    gc:
+      executor:
+        type: local
+        command: [docker-registry]
+        configPath: $DATA/registry/config.yml
+        storagePath: $DATA/registry/storage
+        env: { DEMO_REGISTRY_ADDR: "$DEMO_REGISTRY_ADDR" }
+        lifecycle:
+          stop: [bash, $ctl, stop]
+          start: [bash, $ctl, start]
+          startReadOnly: [bash, $ctl, start-readonly]
+          restart: [bash, $ctl, restart]
+          restartReadOnly: [bash, $ctl, restart-readonly]
+      fence: readonly
+      cache: { type: inmemory }
+      graceSeconds: 0
+EOF
+  fi
 fi
 
 # --- build, migrate, seed ---------------------------------------------------------------------------
@@ -198,6 +188,8 @@ cat >&2 <<EOF
   Admin token (GATEWAY_ADMIN_TOKEN):
     $token_hint
     curl -H "Authorization: Bearer \$TOKEN" $base_url/api/v1/registries
+    (it is a global admin: create service accounts, tokens and role bindings with it, see the README's
+     "Authentication and access control"; the queues dashboard takes it as the password of any user)
 
   Logs: ${LOG_DIR#"$ROOT"/}/api.log, ${LOG_DIR#"$ROOT"/}/worker.log, ${LOG_DIR#"$ROOT"/}/registry.log
   Stop: npm run down

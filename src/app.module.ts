@@ -9,19 +9,27 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { LogController } from 'fastify';
 import { PrometheusModule } from '@willsoto/nestjs-prometheus';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { Logger } from 'nestjs-pino';
 import { pino } from 'pino';
+import { register } from 'prom-client';
 import { AuditModule } from './audit/audit.module.js';
+import { AuthModule } from './auth/auth.module.js';
 import { CatalogModule } from './catalog/catalog.module.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
 import { CommonModule } from './common/common.module.js';
+import { graphiqlPage } from './common/graphiql.js';
+import { graphqlLimitsPlugin } from './common/graphql-limits.js';
+import { graphqlContext, GraphqlWsTransport } from './common/graphql-transport.js';
 import { HttpMetrics } from './common/http-metrics.js';
 import { LoggingModule, pinoOptions } from './common/logging.module.js';
+import { WorkerMetricsServer } from './common/worker-metrics.js';
+import { MetricsController } from './common/metrics.controller.js';
 import { AppConfig } from './config/app-config.js';
 import { AppConfigModule } from './config/config.module.js';
 import { DatabaseModule } from './database/database.module.js';
+import { NotificationsModule } from './database/notifications.js';
 import { DeletionsModule, DeletionsWorkerModule } from './deletions/deletions.module.js';
+import { GcModule, GcWorkerModule } from './gc/gc.module.js';
 import { HealthModule } from './health/health.module.js';
 import { QueueBoardModule } from './queue/queue-board.module.js';
 import { QueueModule } from './queue/queue.module.js';
@@ -30,7 +38,7 @@ import {
   RegistriesModule,
   RegistriesWorkerModule,
 } from './registries/registries.module.js';
-import { WebhooksModule } from './webhooks/webhooks.module.js';
+import { WebhooksModule, WebhooksWorkerModule } from './webhooks/webhooks.module.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 const QUIET_ROUTES = /^\/(health|metrics)(\/|$)/;
@@ -51,6 +59,7 @@ function core(config: AppConfig) {
 @Module({})
 export class AppModule {
   static forRoot(config: AppConfig): DynamicModule {
+    const ws = new GraphqlWsTransport(config.graphql);
     return {
       module: AppModule,
       imports: [
@@ -64,15 +73,29 @@ export class AppModule {
           graphiql: false,
           introspection: true,
           includeStacktraceInErrorResponses: false,
-          plugins: [graphiqlPage()],
+          plugins: [graphiqlPage(), graphqlLimitsPlugin(config.graphql)],
+          // One context shape, { req }, over HTTP and WebSocket (graphql-transport.ts).
+          context: graphqlContext,
+          subscriptions: { 'graphql-ws': ws.options() },
+          transformSchema: ws.captureSchema,
+          // The auth guard must also run on field resolvers (a field can reach a registry).
+          fieldResolverEnhancers: ['guards'],
         }),
-        PrometheusModule.register({ path: '/metrics', defaultMetrics: { enabled: true } }),
+        PrometheusModule.register({
+          path: '/metrics',
+          // Registered once per process (prom-client's registry is global; tests start several APIs).
+          defaultMetrics: { enabled: !register.getSingleMetric('process_cpu_user_seconds_total') },
+          controller: MetricsController,
+        }),
+        NotificationsModule,
+        AuthModule,
         HealthModule,
         ...(config.bullBoard ? [QueueBoardModule] : []),
         RegistriesModule,
         RegistriesFileModule,
         CatalogModule,
         DeletionsModule,
+        GcModule,
         AuditModule,
         WebhooksModule,
       ],
@@ -92,20 +115,13 @@ export class WorkerModule {
         RegistriesModule,
         RegistriesWorkerModule,
         DeletionsWorkerModule,
+        GcWorkerModule,
         AuditModule,
+        WebhooksWorkerModule,
       ],
+      providers: [WorkerMetricsServer],
     };
   }
-}
-
-/** GraphiQL served from the package's own bundle, so the console works with no network. */
-function graphiqlPage() {
-  const html = renderGraphiQL({ endpoint: '/graphql', title: 'Registry Gateway' });
-  return {
-    async serverWillStart() {
-      return { renderLandingPage: async () => ({ html }) };
-    },
-  };
 }
 
 /** Builds the API application with everything main.ts and the e2e tests need. */
@@ -138,7 +154,7 @@ export async function createApiApp(config: AppConfig): Promise<NestFastifyApplic
   const doc = new DocumentBuilder()
     .setTitle('Registry Gateway')
     .setDescription(
-      'One API in front of many Docker/OCI registries: catalog, deletes, garbage collection, audit.',
+      'One API in front of many Docker/OCI registries: catalog, deletes, garbage collection, audit. Every call needs `Authorization: Bearer <token>` (an OIDC JWT, a service-account API token `rgw_…`, or GATEWAY_ADMIN_TOKEN) and the permission named under `x-permission`; /health, /docs and /metrics are public.',
     )
     .setVersion('1')
     .addBearerAuth()

@@ -1,7 +1,6 @@
 import { gzipSync } from 'node:zlib';
-import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { MEDIA_TYPES, sha256, tarSingleFile } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
 import { TokenServer, TokenRequestRecord } from './support/token-server.js';
@@ -105,7 +104,7 @@ describe('bearer token auth with a real token server and a token-auth registry',
   let app: TinyImage;
   let appOld: TinyImage;
   let base: TinyImage;
-  const http = () => request(gw.server);
+  const http = () => adminRequest(gw.server);
   /** Token requests the gateway made since `mark` (an index into tokens.requests). */
   const gatewayRequestsSince = (mark: number): TokenRequestRecord[] =>
     tokens.requests.slice(mark).filter((r) => r.user === 'gateway');

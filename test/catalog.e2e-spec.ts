@@ -1,6 +1,5 @@
-import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { ImagePusher, PushedImage, PushedIndex } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
 
@@ -19,7 +18,7 @@ describe('registries and catalog on real registries', () => {
   let alpine: PushedImage;
   let multi: PushedIndex;
   let privateImage: PushedImage;
-  const http = () => request(gw.server);
+  const http = () => adminRequest(gw.server);
 
   beforeAll(async () => {
     env = await TestEnvironment.create('catalog');

@@ -1,11 +1,12 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { getQueueToken } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
-import request from 'supertest';
+import type { Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeletionProcessor } from '../src/deletions/deletion.processor.js';
 import type { DeletionRequestView } from '../src/deletions/deletion.dto.js';
 import { Queues } from '../src/queue/queue.constants.js';
-import { TestEnvironment, TestGateway, startApi, startWorker } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi, startWorker } from './support/gateway.js';
 import { ImagePusher, PushedImage, sha256 } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
 
@@ -19,7 +20,7 @@ describe('deletions on real registries', () => {
   let noDelete: RegistryProcess;
   let readOnly: RegistryProcess;
   let pusher: ImagePusher;
-  const http = () => request(gw.server);
+  const http = () => adminRequest(gw.server);
 
   async function tagsOf(repository: string): Promise<string[]> {
     const res = await fetch(`${registry.url}/v2/${repository}/tags/list`);
@@ -427,7 +428,7 @@ describe('deletions on real registries', () => {
       tags: ['latest', 'stable', 'v1'],
       outcome: 'success',
       upstreamStatus: 202,
-      actor: { type: 'anonymous' },
+      actor: { type: 'service', id: 'bootstrap-admin', name: 'bootstrap-admin' },
       requestId: first.requestId,
       sourceIp: expect.stringMatching(/127\.0\.0\.1/),
     });
@@ -447,5 +448,86 @@ describe('deletions on real registries', () => {
       env.query(`UPDATE audit_events SET outcome = 'failure' WHERE action = 'deletion.item.succeeded'`),
     ).rejects.toThrow(/append-only/);
     await expect(env.query('DELETE FROM audit_events')).rejects.toThrow(/append-only/);
+  });
+
+  it('lists requests page by page without losing those created within the same millisecond', async () => {
+    const ids: string[] = [];
+    for (const t of ['.500100', '.500200', '.500300', '.500400', '.501000']) {
+      const [row] = await env.query<{ id: string }>(
+        `INSERT INTO deletion_requests (registry, registry_id, status, dry_run, actor_type, item_count, created_at)
+         VALUES ('ms-paging', gen_random_uuid(), 'succeeded', false, 'system', 0, $1) RETURNING id`,
+        [`2026-01-01T00:00:00${t}Z`],
+      );
+      ids.push(row.id);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = (
+        await http()
+          .get(`/api/v1/deletions?registry=ms-paging&limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+          .expect(200)
+      ).body as { items: { id: string }[]; nextCursor: string | null };
+      seen.push(...page.items.map((r) => r.id));
+      cursor = page.nextCursor;
+    } while (cursor);
+    expect(seen).toEqual([...ids].reverse());
+  });
+
+  it('pages the items of a request, filtered by status', async () => {
+    const images = await Promise.all(
+      ['p1', 'p2', 'p3'].map((tag) => pusher.pushImage('team-b/paged', [tag], { seed: `paged-${tag}` })),
+    );
+    const res = await http()
+      .post('/api/v1/deletions')
+      .send({
+        registry: 'main',
+        dryRun: true,
+        items: [
+          ...images.map((i) => ({ repository: 'team-b/paged', reference: i.digest })),
+          { repository: 'team-b/paged', reference: 'no-such-tag' },
+        ],
+      })
+      .expect(201);
+    const first = (await http().get(`/api/v1/deletions/${res.body.id}/items?limit=2`).expect(200)).body;
+    expect(first.items.map((i: { position: number }) => i.position)).toEqual([0, 1]);
+    expect(first.nextCursor).toEqual(expect.any(String));
+    const rest = (
+      await http()
+        .get(`/api/v1/deletions/${res.body.id}/items?limit=2&cursor=${first.nextCursor}`)
+        .expect(200)
+    ).body;
+    expect(rest).toMatchObject({ nextCursor: null });
+    expect(rest.items.map((i: { position: number }) => i.position)).toEqual([2, 3]);
+    const skipped = (await http().get(`/api/v1/deletions/${res.body.id}/items?status=skipped`).expect(200))
+      .body;
+    expect(skipped.items).toMatchObject([
+      { position: 3, status: 'skipped', error: { code: 'MANIFEST_UNKNOWN' } },
+    ]);
+    await http().get(`/api/v1/deletions/${res.body.id}/items?status=gone`).expect(400);
+    await http().get('/api/v1/deletions/00000000-0000-4000-8000-000000000000/items').expect(404);
+  });
+
+  it('records one completion however often a settled chunk job runs again (recovery, stalls)', async () => {
+    const image = await pusher.pushImage('team-b/rerun', ['r1'], { seed: 'rerun' });
+    const res = await http()
+      .post('/api/v1/deletions')
+      .send({ registry: 'main', items: [{ repository: 'team-b/rerun', reference: image.digest }] })
+      .expect(202);
+    expect((await settled(res.body.id)).status).toBe('succeeded');
+    const processor = worker.get(DeletionProcessor);
+    for (let i = 0; i < 2; i++)
+      await processor.process({
+        name: 'delete-chunk',
+        data: { requestId: res.body.id, chunk: 0 },
+        attemptsMade: 0,
+        opts: { attempts: 12 },
+      } as unknown as Job);
+    const completions = await env.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM audit_events WHERE subject_id = $1 AND action = 'deletion.completed'`,
+      [res.body.id],
+    );
+    expect(completions).toEqual([{ n: 1 }]);
+    expect((await http().get(`/api/v1/deletions/${res.body.id}`).expect(200)).body.status).toBe('succeeded');
   });
 });

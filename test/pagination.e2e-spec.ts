@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { ImagePusher, seedManyRepositories } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
 
@@ -22,7 +22,10 @@ describe('catalog pagination beyond the upstream page limit', () => {
     await pusher.close();
     // A small upstream page forces the gateway to follow many Link headers.
     gw = await startApi(env, { CATALOG_PAGE_SIZE: '250' });
-    await request(gw.server).post('/api/v1/registries').send({ name: 'big', url: registry.url }).expect(201);
+    await adminRequest(gw.server)
+      .post('/api/v1/registries')
+      .send({ name: 'big', url: registry.url })
+      .expect(201);
   }, 300_000);
 
   afterAll(async () => {
@@ -36,7 +39,7 @@ describe('catalog pagination beyond the upstream page limit', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const res: request.Response = await request(gw.server)
+      const res: request.Response = await adminRequest(gw.server)
         .get('/api/v1/registries/big/repositories')
         .query({ limit: 400, ...(cursor ? { cursor } : {}) })
         .expect(200);
@@ -49,7 +52,9 @@ describe('catalog pagination beyond the upstream page limit', () => {
   });
 
   it('returns 1,000 in one page when asked', async () => {
-    const res = await request(gw.server).get('/api/v1/registries/big/repositories?limit=1000').expect(200);
+    const res = await adminRequest(gw.server)
+      .get('/api/v1/registries/big/repositories?limit=1000')
+      .expect(200);
     expect(res.body.items).toHaveLength(1000);
     expect(res.body.nextCursor).toEqual(expect.any(String));
   });

@@ -2,10 +2,9 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistriesFileSync } from '../src/registries/registries-file.service.js';
-import { TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { RegistryProcess } from './support/registry-process.js';
 
 describe('registries declared in a YAML file', () => {
@@ -49,7 +48,7 @@ describe('registries declared in a YAML file', () => {
   });
 
   it('creates the listed registries at start, probed, with passwords from files', async () => {
-    const res = await request(gw.server).get('/api/v1/registries').expect(200);
+    const res = await adminRequest(gw.server).get('/api/v1/registries').expect(200);
     expect(res.body.items).toEqual([
       expect.objectContaining({
         name: 'alpha',
@@ -67,21 +66,21 @@ describe('registries declared in a YAML file', () => {
   });
 
   it('refuses API changes to file-managed registries', async () => {
-    const res = await request(gw.server)
+    const res = await adminRequest(gw.server)
       .patch('/api/v1/registries/alpha')
       .send({ description: 'x' })
       .expect(409);
     expect(res.body.error.code).toBe('REGISTRY_MANAGED_BY_FILE');
-    await request(gw.server).delete('/api/v1/registries/alpha').expect(409);
+    await adminRequest(gw.server).delete('/api/v1/registries/alpha').expect(409);
   });
 
   it('keeps the database in sync when the file changes, leaving API-created registries alone', async () => {
-    await request(gw.server).post('/api/v1/registries').send({ name: 'manual', url: a.url }).expect(201);
+    await adminRequest(gw.server).post('/api/v1/registries').send({ name: 'manual', url: a.url }).expect(201);
     await writeFile(file, `registries:\n  - name: alpha\n    url: ${a.url}\n    description: changed\n`);
     const sync = gw.app.get(RegistriesFileSync);
     expect(await sync.syncNow()).toEqual({ created: [], updated: ['alpha'], removed: ['beta'] });
     expect(await sync.syncNow()).toBeNull();
-    const res = await request(gw.server).get('/api/v1/registries').expect(200);
+    const res = await adminRequest(gw.server).get('/api/v1/registries').expect(200);
     // What the file no longer says is reset, not kept from before.
     type Row = { name: string; description: string | null; tlsInsecure: boolean };
     expect(res.body.items.map((r: Row) => [r.name, r.description, r.tlsInsecure])).toEqual([
@@ -102,7 +101,7 @@ describe('registries declared in a YAML file', () => {
       `registries:\n  - name: alpha\n    url: ${a.url}\n  - name: alpha\n    url: ${a.url}\n`,
     );
     await expect(sync.syncNow()).rejects.toMatchObject({ message: expect.stringContaining('listed twice') });
-    const res = await request(gw.server).get('/api/v1/registries').expect(200);
+    const res = await adminRequest(gw.server).get('/api/v1/registries').expect(200);
     expect(res.body.items.map((r: { name: string }) => r.name)).toEqual(['alpha', 'manual']);
   });
 
@@ -124,7 +123,7 @@ describe('registries declared in a YAML file', () => {
     );
     const sync = gw.app.get(RegistriesFileSync);
     expect(await sync.syncNow()).toEqual({ created: ['inline'], updated: ['alpha'], removed: [] });
-    const res = await request(gw.server).get('/api/v1/registries').expect(200);
+    const res = await adminRequest(gw.server).get('/api/v1/registries').expect(200);
     type Row = { name: string; deletes: unknown; hasEventsToken: boolean };
     expect(res.body.items.map((r: Row) => [r.name, r.deletes, r.hasEventsToken])).toEqual([
       ['alpha', { concurrency: 3, ratePerSecond: 10 }, true],
@@ -150,7 +149,7 @@ describe('registries declared in a YAML file', () => {
       `registries:\n  - name: alpha\n    url: ${a.url}\n    deletes: { ratePerSecond: null }\n`,
     );
     expect(await sync.syncNow()).toEqual({ created: [], updated: ['alpha'], removed: ['inline'] });
-    const alpha = (await request(gw.server).get('/api/v1/registries/alpha').expect(200)).body;
+    const alpha = (await adminRequest(gw.server).get('/api/v1/registries/alpha').expect(200)).body;
     expect(alpha).toMatchObject({ deletes: { concurrency: 8, ratePerSecond: null }, hasEventsToken: false });
 
     const bad: [string, RegExp][] = [

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistriesService } from '../src/registries/registries.service.js';
-import { TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { ImagePusher, PushedImage } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
 
@@ -32,12 +32,12 @@ describe('deletes made directly on a registry are audited through its notificati
   let registry: RegistryProcess;
   let first: PushedImage;
   let second: PushedImage;
-  const http = () => request(gw.server);
+  const http = () => adminRequest(gw.server);
 
   const audits = async (query: string): Promise<AuditItem[]> =>
     (await http().get(`/api/v1/audit-events?${query}`).expect(200)).body.items;
   const post = (name: string, body: unknown, auth: string | null = `Bearer ${token}`) => {
-    const req = http().post(`/api/v1/registries/${name}/events`).set('content-type', EVENTS_TYPE);
+    const req = request(gw.server).post(`/api/v1/registries/${name}/events`).set('content-type', EVENTS_TYPE);
     if (auth !== null) req.set('authorization', auth);
     return req.send(typeof body === 'string' ? body : JSON.stringify(body));
   };

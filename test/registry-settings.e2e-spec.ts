@@ -1,9 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistriesService } from '../src/registries/registries.service.js';
 import { RegistryClients } from '../src/registries/registry-clients.service.js';
-import { TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { RegistryProcess } from './support/registry-process.js';
 
 const sha256hex = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -13,7 +12,7 @@ describe('per-registry delete settings and events token', () => {
   let gw: TestGateway;
   let registry: RegistryProcess;
   const token = randomBytes(24).toString('base64url');
-  const http = () => request(gw.server);
+  const http = () => adminRequest(gw.server);
   const stored = async (name: string) =>
     (
       await env.query<{

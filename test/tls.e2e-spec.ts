@@ -1,6 +1,5 @@
-import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { RegistryProcess } from './support/registry-process.js';
 import { TestCertificates, makeCertificates } from './support/tls.js';
 import { ImagePusher } from './support/image-pusher.js';
@@ -30,41 +29,41 @@ describe('registries served over TLS', () => {
   });
 
   it('refuses an untrusted certificate with UPSTREAM_TLS_ERROR', async () => {
-    const res = await request(gw.server)
+    const res = await adminRequest(gw.server)
       .post('/api/v1/registries')
       .send({ name: 'untrusted', url: registry.url })
       .expect(201);
     expect(res.body.probe).toMatchObject({ reachable: false, error: { code: 'UPSTREAM_TLS_ERROR' } });
-    const call = await request(gw.server).get('/api/v1/registries/untrusted/repositories').expect(502);
+    const call = await adminRequest(gw.server).get('/api/v1/registries/untrusted/repositories').expect(502);
     expect(call.body.error.code).toBe('UPSTREAM_TLS_ERROR');
   });
 
   it('trusts the registry through its CA bundle', async () => {
-    const res = await request(gw.server)
+    const res = await adminRequest(gw.server)
       .post('/api/v1/registries')
       .send({ name: 'trusted', url: registry.url, tls: { caCert: certs.caPem } })
       .expect(201);
     expect(res.body).toMatchObject({ hasCaCert: true, probe: { reachable: true, deletes: 'enabled' } });
-    const repos = await request(gw.server).get('/api/v1/registries/trusted/repositories').expect(200);
+    const repos = await adminRequest(gw.server).get('/api/v1/registries/trusted/repositories').expect(200);
     expect(repos.body.items).toEqual([{ name: 'secure/app', tagCount: 1 }]);
   });
 
   it('skips verification only when told to', async () => {
-    const res = await request(gw.server)
+    const res = await adminRequest(gw.server)
       .post('/api/v1/registries')
       .send({ name: 'insecure', url: registry.url, tls: { insecure: true } })
       .expect(201);
     expect(res.body).toMatchObject({ tlsInsecure: true, probe: { reachable: true } });
-    await request(gw.server)
+    await adminRequest(gw.server)
       .patch('/api/v1/registries/insecure')
       .send({ tls: { insecure: false } })
       .expect(200);
-    const after = await request(gw.server).get('/api/v1/registries/insecure/repositories').expect(502);
+    const after = await adminRequest(gw.server).get('/api/v1/registries/insecure/repositories').expect(502);
     expect(after.body.error.code).toBe('UPSTREAM_TLS_ERROR');
   });
 
   it('rejects a CA that is not PEM', async () => {
-    const res = await request(gw.server)
+    const res = await adminRequest(gw.server)
       .post('/api/v1/registries')
       .send({ name: 'bad-ca', url: registry.url, tls: { caCert: 'not a certificate' } })
       .expect(400);

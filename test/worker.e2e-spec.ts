@@ -1,10 +1,9 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { getQueueToken } from '@nestjs/bullmq';
 import type { Queue } from 'bullmq';
-import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Jobs, Queues } from '../src/queue/queue.constants.js';
-import { TestEnvironment, TestGateway, startApi, startWorker } from './support/gateway.js';
+import { adminRequest, TestEnvironment, TestGateway, startApi, startWorker } from './support/gateway.js';
 import { RegistryProcess } from './support/registry-process.js';
 
 describe('worker process', () => {
@@ -17,7 +16,7 @@ describe('worker process', () => {
     env = await TestEnvironment.create('worker');
     registry = await RegistryProcess.start();
     gw = await startApi(env);
-    await request(gw.server)
+    await adminRequest(gw.server)
       .post('/api/v1/registries')
       .send({ name: 'flaky', url: registry.url })
       .expect(201);
@@ -31,7 +30,7 @@ describe('worker process', () => {
   });
 
   it('re-probes registries on a schedule that exists once however many workers run', async () => {
-    const before = await request(gw.server).get('/api/v1/registries/flaky').expect(200);
+    const before = await adminRequest(gw.server).get('/api/v1/registries/flaky').expect(200);
     expect(before.body.probe.reachable).toBe(true);
     await registry.stop();
 
@@ -44,7 +43,7 @@ describe('worker process', () => {
     const deadline = Date.now() + 30_000;
     let probe: { reachable: boolean; error: { code: string } | null } | undefined;
     while (Date.now() < deadline) {
-      probe = (await request(gw.server).get('/api/v1/registries/flaky').expect(200)).body.probe;
+      probe = (await adminRequest(gw.server).get('/api/v1/registries/flaky').expect(200)).body.probe;
       if (probe && !probe.reachable) break;
       await new Promise((r) => setTimeout(r, 200));
     }

@@ -1,12 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { appendFile, mkdir, open } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { request as undiciRequest } from 'undici';
 import { envSchema } from '../../src/config/config.schema.js';
 import { BENCH_DATA_DIR, PROJECT_ROOT } from './bench.js';
+import { freePort } from '../../test/support/ports.js';
 
 const API_ENTRY = join(PROJECT_ROOT, 'dist', 'src', 'main.js');
 const WORKER_ENTRY = join(PROJECT_ROOT, 'dist', 'src', 'worker.js');
@@ -15,6 +17,8 @@ const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
 /** A worker has no HTTP endpoint; one that survives this long has connected and loaded its modules. */
 const WORKER_SETTLE_MS = 1_500;
+/** GATEWAY_ADMIN_TOKEN of every gateway a bench starts; `request()` sends it. */
+const BENCH_ADMIN_TOKEN = `bench-admin-${randomBytes(24).toString('hex')}`;
 
 export interface GatewayProcessOptions {
   /** At least DATABASE_URL, REDIS_URL, REDIS_PREFIX and SECRETS_KEY; any other gateway variable too. */
@@ -66,18 +70,6 @@ function startWatchdog(pid: number): ChildProcess {
   return watchdog;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** Status of GET /health/ready, or undefined while nothing answers; no keep-alive socket stays behind. */
 function readyStatus(url: string): Promise<number | undefined> {
   return new Promise((resolve) => {
@@ -101,6 +93,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export class GatewayProcess {
   readonly port: number;
   readonly url: string;
+  /** `Authorization` header value of the bootstrap admin: send it with requests made outside request(). */
+  readonly authorization = `Bearer ${BENCH_ADMIN_TOKEN}`;
   private readonly apiLog: string;
   private readonly workerLog: string;
   private api?: Child;
@@ -149,10 +143,17 @@ export class GatewayProcess {
    * One request to the API on a connection of its own; throws unless the status is 2xx. Returns the
    * body as text (JSON.parse it when needed), e.g. request('POST', '/api/v1/registries', { name, url }).
    */
-  async request(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<string> {
+  async request(
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+    path: string,
+    body?: unknown,
+  ): Promise<string> {
     const res = await undiciRequest(`${this.url}${path}`, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: {
+        authorization: this.authorization,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
       reset: true,
     });
@@ -205,6 +206,9 @@ export class GatewayProcess {
       BULL_BOARD: 'false',
       HOST: '127.0.0.1',
       PORT: String(this.port),
+      GATEWAY_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+      // The per-principal limit stays on (its Redis call is part of what is measured), out of reach.
+      RATE_LIMIT_REQUESTS: '1000000000',
       ...this.opts.env,
     });
   }

@@ -5,6 +5,7 @@ import { IsIn, IsInt, IsISO8601, IsOptional, IsString, Max, MaxLength, Min } fro
 export const AUDIT_OUTCOMES = ['success', 'failure', 'pending', 'info'] as const;
 export const AUDIT_ACTOR_TYPES = ['user', 'service', 'system', 'anonymous'] as const;
 export const AUDIT_PAGE_MAX = 500;
+export const AUDIT_EXPORT_FORMATS = ['json', 'csv', 'ndjson'] as const;
 
 export class AuditEventQueryDto {
   @ApiPropertyOptional({ description: 'Registry name' })
@@ -13,7 +14,10 @@ export class AuditEventQueryDto {
   @MaxLength(63)
   registry?: string;
 
-  @ApiPropertyOptional({ example: 'team-a/api' })
+  @ApiPropertyOptional({
+    example: 'team-a/**',
+    description: 'A repository name, or a glob (picomatch syntax, as in role bindings: team-a/**, */api)',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(1024)
@@ -25,7 +29,10 @@ export class AuditEventQueryDto {
   @MaxLength(255)
   actor?: string;
 
-  @ApiPropertyOptional({ example: 'deletion.requested' })
+  @ApiPropertyOptional({
+    example: 'deletion.requested',
+    description: 'An action, or every action under a prefix: deletion.*',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(100)
@@ -71,6 +78,21 @@ export class AuditEventQueryDto {
   @IsString()
   @MaxLength(2048)
   cursor?: string;
+
+  @ApiPropertyOptional({ enum: ['desc', 'asc'], default: 'desc', description: 'By time (the chain order)' })
+  @IsOptional()
+  @IsIn(['asc', 'desc'])
+  sort?: 'asc' | 'desc';
+
+  @ApiPropertyOptional({
+    enum: AUDIT_EXPORT_FORMATS,
+    default: 'json',
+    description:
+      'json: one page. csv or ndjson: every event that matches, streamed as a download (limit does not apply; a cursor starts after that page)',
+  })
+  @IsOptional()
+  @IsIn(AUDIT_EXPORT_FORMATS)
+  format?: (typeof AUDIT_EXPORT_FORMATS)[number];
 }
 
 export class AuditActorView {

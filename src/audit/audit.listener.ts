@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { OnEvent } from '@nestjs/event-emitter';
-import { AUDIT_EVENT, AuditableEvent, AuditReceipt } from './audit-event.js';
+import { AUDIT_BATCH_EVENT, AUDIT_EVENT, AuditableEvent, AuditBatch, AuditReceipt } from './audit-event.js';
 import { AuditService } from './audit.service.js';
 
 /** The trail's only way in: features emit, this writes. */
@@ -14,5 +14,10 @@ export class AuditListener {
   @OnEvent(AUDIT_EVENT, { suppressErrors: false })
   record(event: AuditableEvent): Promise<AuditReceipt> {
     return this.audit.append(event, event.manager);
+  }
+
+  @OnEvent(AUDIT_BATCH_EVENT, { suppressErrors: false })
+  recordBatch(batch: AuditBatch): Promise<AuditReceipt[]> {
+    return this.audit.appendMany(batch.events, batch.manager);
   }
 }

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { AuditController } from './audit.controller.js';
 import { AuditListener } from './audit.listener.js';
+import { AuditResolver } from './audit.resolver.js';
 import { AuditService } from './audit.service.js';
 
 /**
@@ -9,6 +10,6 @@ import { AuditService } from './audit.service.js';
  */
 @Module({
   controllers: [AuditController],
-  providers: [AuditService, AuditListener],
+  providers: [AuditService, AuditListener, AuditResolver],
 })
 export class AuditModule {}

@@ -2,43 +2,24 @@ import { randomUUID } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
-import { decodeCursor, encodeCursor } from '../common/cursor.js';
+import type { Access } from '../auth/access.js';
 import { ValidationError } from '../common/domain-error.js';
 import { ChainedRow, chainHash, toJsonData } from './audit-chain.js';
-import type { AuditableEvent, AuditReceipt } from './audit-event.js';
+import { AUDIT_APPEND_LOCK, type AuditableEvent, type AuditReceipt } from './audit-event.js';
+import { auditPage, auditPageSql, type AuditFilter, type AuditQuery, type AuditRow } from './audit-query.js';
 import { AuditEventPage, AuditEventQueryDto, AuditEventView, AuditVerification } from './audit.dto.js';
-import { AuditEventEntity } from './audit.entity.js';
 
 // Same number in every process: API replicas and workers append to one chain.
-const APPEND_LOCK = 0x7267_6175_6474;
+const APPEND_LOCK = AUDIT_APPEND_LOCK;
 const VERIFY_PAGE = 5000;
+/** Rows per INSERT: 20 parameters each, well under Postgres's 65,535. */
+const INSERT_ROWS = 1000;
+/** Rows per read while exporting. */
+const EXPORT_PAGE = 1000;
 
 const COLUMNS = `seq, id, occurred_at, action, actor_type, actor_id, actor_name, source_ip, request_id,
   registry, repository, tags, digest, outcome, upstream_status, subject_type, subject_id, details,
   prev_hash, hash`;
-
-interface Row {
-  seq: string;
-  id: string;
-  occurred_at: Date;
-  action: string;
-  actor_type: string;
-  actor_id: string | null;
-  actor_name: string | null;
-  source_ip: string | null;
-  request_id: string | null;
-  registry: string | null;
-  repository: string | null;
-  tags: string[];
-  digest: string | null;
-  outcome: string;
-  upstream_status: number | null;
-  subject_type: string | null;
-  subject_id: string | null;
-  details: Record<string, unknown> | null;
-  prev_hash: string | null;
-  hash: string;
-}
 
 /** The append-only, hash-chained trail: append, verify, list. */
 @Injectable()
@@ -50,13 +31,22 @@ export class AuditService {
    * the caller's transaction leaves it aborted, so the change it was recording cannot commit without it.
    */
   async append(event: AuditableEvent, manager?: EntityManager): Promise<AuditReceipt> {
-    if (!manager) return this.ds.transaction((m) => this.appendIn(m, event));
+    const [receipt] = await this.appendMany([event], manager);
+    return receipt;
+  }
+
+  /**
+   * Appends the events in order as consecutive links of the chain: one lock, one read of the head and
+   * one INSERT per batch instead of three round trips per row (a worker settling 50 deletes writes 50).
+   */
+  async appendMany(events: AuditableEvent[], manager?: EntityManager): Promise<AuditReceipt[]> {
+    if (!manager) return this.ds.transaction((m) => this.appendIn(m, events));
     // Outside a transaction the advisory lock would be released before the insert is even visible,
-    // and the row would not share the fate of the change it records.
+    // and the rows would not share the fate of the change they record.
     if (!manager.queryRunner?.isTransactionActive)
       throw new Error('audit events must be written with the EntityManager of an open transaction');
     try {
-      return await this.appendIn(manager, event);
+      return await this.appendIn(manager, events);
     } catch (err) {
       await manager
         .query(`DO $$ BEGIN RAISE EXCEPTION 'audit write failed; this transaction cannot commit'; END $$`)
@@ -65,54 +55,40 @@ export class AuditService {
     }
   }
 
-  private async appendIn(m: EntityManager, event: AuditableEvent): Promise<AuditReceipt> {
-    const content = contentOf(event);
+  private async appendIn(m: EntityManager, events: AuditableEvent[]): Promise<AuditReceipt[]> {
+    const contents = events.map(contentOf);
+    if (contents.length === 0) return [];
     await m.query('SELECT pg_advisory_xact_lock($1)', [APPEND_LOCK]);
     // The database's clock, not this process's: replicas' clocks disagree, the chain's order must not.
-    // Truncated to what a JS Date holds, and the IP in inet's own output form, because the verifier
-    // hashes what it reads back and that must be what was hashed here.
+    // Truncated to what a JS Date holds, and each IP in inet's own output form (to_json uses it),
+    // because the verifier hashes what it reads back and that must be what was hashed here.
+    const ips = [...new Set(contents.map((c) => c.sourceIp).filter((ip): ip is string => ip !== null))];
+    // Never earlier than the row before, so time order is chain order even if the clock steps back:
+    // lists turn time ranges into seq ranges (audit-query.ts).
     const [head] = (await m.query(
-      `SELECT date_trunc('milliseconds', clock_timestamp()) AS now, $1::inet AS source_ip, last.seq, last.hash
+      `SELECT GREATEST(date_trunc('milliseconds', clock_timestamp()), last.occurred_at) AS now, last.seq, last.hash,
+              (SELECT json_object_agg(ip, ip::inet) FROM unnest($1::text[]) AS ip) AS ips
          FROM (SELECT 1) one
-         LEFT JOIN LATERAL (SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1) last ON true`,
-      [content.sourceIp],
-    )) as { now: Date; source_ip: string | null; seq: string | null; hash: string | null }[];
-    const row: ChainedRow = {
-      ...content,
-      seq: Number(head.seq ?? 0) + 1,
-      id: randomUUID(),
-      occurredAt: head.now,
-      sourceIp: head.source_ip,
-      prevHash: head.hash,
-    };
-    const hash = chainHash(row);
-    await m.query(
-      `INSERT INTO audit_events (${COLUMNS})
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
-      [
-        row.seq,
-        row.id,
-        row.occurredAt,
-        row.action,
-        row.actorType,
-        row.actorId,
-        row.actorName,
-        row.sourceIp,
-        row.requestId,
-        row.registry,
-        row.repository,
-        row.tags,
-        row.digest,
-        row.outcome,
-        row.upstreamStatus,
-        row.subjectType,
-        row.subjectId,
-        row.details === null ? null : JSON.stringify(row.details),
-        row.prevHash,
-        hash,
-      ],
-    );
-    return { auditSeq: row.seq, hash };
+         LEFT JOIN LATERAL (SELECT seq, hash, occurred_at FROM audit_events ORDER BY seq DESC LIMIT 1) last
+           ON true`,
+      [ips],
+    )) as { now: Date; seq: string | null; hash: string | null; ips: Record<string, string> | null }[];
+    let seq = Number(head.seq ?? 0);
+    let prevHash = head.hash;
+    const rows: (ChainedRow & { hash: string })[] = contents.map((content) => {
+      const row: ChainedRow = {
+        ...content,
+        seq: ++seq,
+        id: randomUUID(),
+        occurredAt: head.now,
+        sourceIp: content.sourceIp === null ? null : head.ips![content.sourceIp],
+        prevHash,
+      };
+      prevHash = chainHash(row);
+      return { ...row, hash: prevHash };
+    });
+    for (let i = 0; i < rows.length; i += INSERT_ROWS) await insertRows(m, rows.slice(i, i + INSERT_ROWS));
+    return rows.map((r) => ({ auditSeq: r.seq, hash: r.hash }));
   }
 
   /**
@@ -134,7 +110,7 @@ export class AuditService {
       const rows = (await this.ds.query(
         `SELECT ${COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`,
         [after, pageSize],
-      )) as Row[];
+      )) as AuditRow[];
       for (const r of rows) {
         const row = fromRow(r);
         const expected: number = (head?.seq ?? 0) + 1;
@@ -150,33 +126,96 @@ export class AuditService {
     }
   }
 
-  async list(q: AuditEventQueryDto): Promise<AuditEventPage> {
-    const limit = q.limit ?? 100;
-    const after = decodeCursor(q.cursor, isSeqCursor);
-    const qb = this.ds.getRepository(AuditEventEntity).createQueryBuilder('e');
-    if (q.registry !== undefined) qb.andWhere('e.registry = :registry', { registry: q.registry });
-    if (q.repository !== undefined) qb.andWhere('e.repository = :repository', { repository: q.repository });
-    if (q.actor !== undefined) qb.andWhere('e.actorId = :actor', { actor: q.actor });
-    if (q.action !== undefined) qb.andWhere('e.action = :action', { action: q.action });
-    if (q.outcome !== undefined) qb.andWhere('e.outcome = :outcome', { outcome: q.outcome });
-    if (q.subjectType !== undefined) qb.andWhere('e.subjectType = :st', { st: q.subjectType });
-    if (q.subjectId !== undefined) qb.andWhere('e.subjectId = :sid', { sid: q.subjectId });
-    if (q.from !== undefined) qb.andWhere('e.occurredAt >= :from', { from: instant(q.from, 'from') });
-    if (q.to !== undefined) qb.andWhere('e.occurredAt < :to', { to: instant(q.to, 'to') });
-    if (after) qb.andWhere('e.seq < :before', { before: after.before });
-    const rows = await qb
-      .orderBy('e.seq', 'DESC')
-      .take(limit + 1)
-      .getMany();
-    const page = rows.slice(0, limit);
-    return {
-      items: page.map(toView),
-      nextCursor: rows.length > limit ? encodeCursor({ before: Number(page[page.length - 1].seq) }) : null,
-    };
+  /** One page of the trail as `access` may see it (REST and GraphQL lists). */
+  async list(q: AuditEventQueryDto, access: Access): Promise<AuditEventPage> {
+    return this.page({
+      filter: auditFilterOf(q),
+      sort: q.sort ?? 'desc',
+      limit: q.limit ?? 100,
+      cursor: q.cursor,
+      access,
+    });
+  }
+
+  async page(query: AuditQuery): Promise<AuditEventPage> {
+    const { sql, params, empty } = auditPageSql(query);
+    if (empty) return { items: [], nextCursor: null };
+    return auditPage((await this.ds.query(sql, params)) as AuditRow[], query);
+  }
+
+  /**
+   * Every event of the query, a page at a time (constant memory, however long the trail): the pages are
+   * keyset reads, so no connection is held while the client is slow. What it reads is fixed when it
+   * starts: the trail only grows at its end, and the end is pinned.
+   */
+  async *stream(query: Omit<AuditQuery, 'limit'>, pageSize = EXPORT_PAGE): AsyncGenerator<AuditEventView> {
+    const [{ max }] = (await this.ds.query(
+      'SELECT COALESCE(max(seq), 0)::bigint AS max FROM audit_events',
+    )) as {
+      max: string;
+    }[];
+    let cursor = query.cursor;
+    for (;;) {
+      const page = await this.page({ ...query, cursor, limit: pageSize, maxSeq: Number(max) });
+      yield* page.items;
+      if (!page.nextCursor) return;
+      cursor = page.nextCursor;
+    }
   }
 }
 
+/** The REST query's filter, times parsed. */
+export function auditFilterOf(q: AuditEventQueryDto): AuditFilter {
+  return {
+    registry: q.registry,
+    repository: q.repository,
+    actor: q.actor,
+    action: q.action,
+    outcome: q.outcome,
+    subjectType: q.subjectType,
+    subjectId: q.subjectId,
+    from: q.from === undefined ? undefined : instant(q.from, 'from'),
+    to: q.to === undefined ? undefined : instant(q.to, 'to'),
+  };
+}
+
 type Content = Omit<ChainedRow, 'seq' | 'id' | 'occurredAt' | 'prevHash'>;
+
+/**
+ * One multi-row INSERT. The chain trigger runs per row and sees the rows this statement inserted before
+ * it, in VALUES order, so each row still has to extend the one before.
+ */
+async function insertRows(m: EntityManager, rows: (ChainedRow & { hash: string })[]): Promise<void> {
+  const width = 20;
+  const values = rows.map(
+    (_, r) => `(${Array.from({ length: width }, (_, c) => `$${r * width + c + 1}`).join(', ')})`,
+  );
+  await m.query(
+    `INSERT INTO audit_events (${COLUMNS}) VALUES ${values.join(', ')}`,
+    rows.flatMap((row) => [
+      row.seq,
+      row.id,
+      row.occurredAt,
+      row.action,
+      row.actorType,
+      row.actorId,
+      row.actorName,
+      row.sourceIp,
+      row.requestId,
+      row.registry,
+      row.repository,
+      row.tags,
+      row.digest,
+      row.outcome,
+      row.upstreamStatus,
+      row.subjectType,
+      row.subjectId,
+      row.details === null ? null : JSON.stringify(row.details),
+      row.prevHash,
+      row.hash,
+    ]),
+  );
+}
 
 /**
  * The event's fields as they will be stored. Types are checked here because a value the database would
@@ -217,18 +256,13 @@ function contentOf(e: AuditableEvent): Content {
   };
 }
 
-function isSeqCursor(v: unknown): v is { before: number } {
-  const before = (v as { before?: unknown })?.before;
-  return typeof before === 'number' && Number.isSafeInteger(before) && before > 0;
-}
-
 function instant(value: string, field: string): Date {
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) throw new ValidationError(`${field} is not a valid time`, { field });
   return d;
 }
 
-function fromRow(r: Row): ChainedRow {
+function fromRow(r: AuditRow): ChainedRow {
   return {
     seq: Number(r.seq),
     id: r.id,
@@ -249,27 +283,5 @@ function fromRow(r: Row): ChainedRow {
     subjectId: r.subject_id,
     details: r.details,
     prevHash: r.prev_hash,
-  };
-}
-
-function toView(e: AuditEventEntity): AuditEventView {
-  return {
-    seq: Number(e.seq),
-    id: e.id,
-    occurredAt: e.occurredAt.toISOString(),
-    action: e.action,
-    actor: { type: e.actorType, id: e.actorId, name: e.actorName },
-    sourceIp: e.sourceIp,
-    requestId: e.requestId,
-    registry: e.registry,
-    repository: e.repository,
-    tags: e.tags,
-    digest: e.digest,
-    outcome: e.outcome,
-    upstreamStatus: e.upstreamStatus,
-    subject: e.subjectType !== null && e.subjectId !== null ? { type: e.subjectType, id: e.subjectId } : null,
-    details: e.details,
-    prevHash: e.prevHash,
-    hash: e.hash,
   };
 }

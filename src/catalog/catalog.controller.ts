@@ -9,7 +9,9 @@ import {
 } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import { RequirePermission } from '../auth/auth.decorators.js';
 import { DomainError } from '../common/domain-error.js';
+import { Ctx, RequestContext } from '../common/request-context.js';
 import { ManifestView, RepositoryPage, TagView } from './catalog.dto.js';
 import { CatalogService } from './catalog.service.js';
 
@@ -51,17 +53,26 @@ export class CatalogController {
   constructor(private readonly catalog: CatalogService) {}
 
   @Get()
-  @ApiOperation({ summary: 'Repositories that have tags (paged, filtered by q)' })
+  @RequirePermission('catalog:read', { registryParam: 'registry', anyRepository: true })
+  @ApiOperation({
+    summary: 'Repositories that have tags (paged, filtered by q)',
+    description: 'A caller bound to repository globs sees the repositories they match.',
+  })
   @ApiOkResponse({ type: RepositoryPage })
   repositories(
     @Param('registry') registry: string,
     @Query() query: RepositoryQueryDto,
+    @Ctx() ctx: RequestContext,
   ): Promise<RepositoryPage> {
-    return this.catalog.listRepositories(registry, query);
+    return this.catalog.listRepositories(registry, {
+      ...query,
+      visible: ctx.access?.repositoryFilter('catalog:read', registry) ?? (() => false),
+    });
   }
 
   // Fastify's router names the tail of a wildcard route '*'.
   @Get('*')
+  @RequirePermission('catalog:read', { registryParam: 'registry', repositoryParam: '*' })
   @ApiOperation({
     summary: 'Tags of a repository, or one manifest',
     description:

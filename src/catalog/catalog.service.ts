@@ -39,6 +39,8 @@ export interface RepositoryQuery {
   limit?: number;
   cursor?: string;
   q?: string;
+  /** Which names the caller may see (repository-scoped role bindings); applied before tags are read. */
+  visible?: (name: string) => boolean;
 }
 
 const MAX_LIMIT = 1000;
@@ -85,7 +87,8 @@ export class CatalogService {
     let last = after?.last;
     for (;;) {
       const page = await client.catalogPage(pageSize, last);
-      const candidates = page.repositories.filter(matches);
+      const visible = query.visible ?? (() => true);
+      const candidates = page.repositories.filter((name) => matches(name) && visible(name));
       // Check tags in chunks no larger than needed, so a small page does not read a whole upstream page.
       let i = 0;
       while (i < candidates.length) {

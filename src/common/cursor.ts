@@ -19,3 +19,37 @@ export function decodeCursor<T extends Record<string, unknown>>(
   }
   throw new ValidationError('cursor is not valid', { field: 'cursor' });
 }
+
+/*
+ * Newest-first (or oldest-first) keyset paging on (created_at, id). Cursors carry created_at in whole
+ * microseconds, as Postgres stores it: a JS Date keeps milliseconds, and a cursor truncated to one
+ * would skip the rows created later within that millisecond.
+ */
+
+/** SQL for `<alias>.created_at` in microseconds since the epoch, as text (select it as the cursor's `us`). */
+export const createdMicros = (alias: string) =>
+  `(extract(epoch FROM ${alias}.created_at) * 1000000)::bigint::text`;
+
+/** The rows after the cursor's row in (created_at, id) order; `us` and `id` are SQL parameter placeholders. */
+export const createdAfter = (alias: string, us: string, id: string, desc: boolean) =>
+  `(${alias}.created_at, ${alias}.id) ${desc ? '<' : '>'} (timestamptz 'epoch' + ${us}::bigint * interval '1 microsecond', ${id}::uuid)`;
+
+export type CreatedCursor = {
+  us: string;
+  id: string;
+  /** Set on cursors of oldest-first lists. */
+  asc?: true;
+};
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function isCreatedCursor(v: unknown): v is CreatedCursor {
+  const c = v as { us?: unknown; id?: unknown; asc?: unknown };
+  return (
+    typeof c?.us === 'string' &&
+    /^\d{1,19}$/.test(c.us) &&
+    typeof c.id === 'string' &&
+    UUID.test(c.id) &&
+    (c.asc === undefined || c.asc === true)
+  );
+}

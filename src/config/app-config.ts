@@ -1,4 +1,16 @@
-import { Env, decodeKey, envSchema } from './config.schema.js';
+import type { GroupRoleMapping } from '../auth/scope.js';
+import { Cidr, Env, decodeKey, envSchema } from './config.schema.js';
+
+export interface OidcConfig {
+  issuer: string;
+  audience: string[];
+  jwksUrl: string | undefined;
+  algorithms: string[];
+  clockToleranceSeconds: number;
+  usernameClaim: string;
+  groupsClaim: string;
+  groupRoles: GroupRoleMapping;
+}
 
 /** The one typed configuration object; built once from the environment and injected everywhere. */
 export class AppConfig {
@@ -12,6 +24,7 @@ export class AppConfig {
   readonly upstream: { timeoutMs: number; connections: number; concurrency: number; catalogPageSize: number };
   readonly cache: { maxEntries: number };
   readonly bullBoard: boolean;
+  readonly graphql: { maxDepth: number; maxComplexity: number; subscriptionPollMs: number };
   readonly queue: { lockMs: number };
   readonly deletions: {
     maxItems: number;
@@ -21,6 +34,32 @@ export class AppConfig {
     backoffMaxMs: number;
     workerConcurrency: number;
     recoverEveryMs: number;
+  };
+  readonly workerMetrics: { port: number | undefined; host: string };
+  readonly gc: {
+    drainTimeoutMs: number;
+    heartbeatMs: number;
+    sweepEveryMs: number;
+    readyTimeoutMs: number;
+    verifyConcurrency: number;
+  };
+  readonly webhooks: {
+    timeoutMs: number;
+    attempts: number;
+    backoffMs: number;
+    backoffMaxMs: number;
+    workerConcurrency: number;
+    sweepEveryMs: number;
+    retentionDays: number;
+    allowPrivateTargets: boolean;
+    allowedCidrs: Cidr[];
+  };
+  readonly auth: {
+    adminToken: string | undefined;
+    /** null: OIDC/JWT bearer tokens are not accepted. */
+    oidc: OidcConfig | null;
+    rateLimit: { requests: number; windowSeconds: number; authFailures: number };
+    metricsToken: string | undefined;
   };
 
   constructor(e: Env) {
@@ -43,6 +82,11 @@ export class AppConfig {
     };
     this.cache = { maxEntries: e.CACHE_MAX_ENTRIES };
     this.bullBoard = e.BULL_BOARD;
+    this.graphql = {
+      maxDepth: e.GRAPHQL_MAX_DEPTH,
+      maxComplexity: e.GRAPHQL_MAX_COMPLEXITY,
+      subscriptionPollMs: e.GRAPHQL_SUBSCRIPTION_POLL_MS,
+    };
     this.queue = { lockMs: e.QUEUE_LOCK_MS };
     this.deletions = {
       maxItems: e.DELETE_MAX_ITEMS,
@@ -52,6 +96,52 @@ export class AppConfig {
       backoffMaxMs: e.DELETE_BACKOFF_MAX_MS,
       workerConcurrency: e.DELETE_WORKER_CONCURRENCY,
       recoverEveryMs: e.DELETE_RECOVER_EVERY_MS,
+    };
+    this.workerMetrics = { port: e.WORKER_METRICS_PORT, host: e.WORKER_METRICS_HOST };
+    this.gc = {
+      drainTimeoutMs: e.GC_DRAIN_TIMEOUT_MS,
+      heartbeatMs: e.GC_HEARTBEAT_MS,
+      sweepEveryMs: e.GC_SWEEP_EVERY_MS,
+      readyTimeoutMs: e.GC_READY_TIMEOUT_MS,
+      verifyConcurrency: e.GC_VERIFY_CONCURRENCY,
+    };
+    this.webhooks = {
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      attempts: e.WEBHOOK_ATTEMPTS,
+      backoffMs: e.WEBHOOK_BACKOFF_MS,
+      backoffMaxMs: e.WEBHOOK_BACKOFF_MAX_MS,
+      workerConcurrency: e.WEBHOOK_WORKER_CONCURRENCY,
+      sweepEveryMs: e.WEBHOOK_SWEEP_EVERY_MS,
+      retentionDays: e.WEBHOOK_RETENTION_DAYS,
+      allowPrivateTargets: e.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+      allowedCidrs: e.WEBHOOK_ALLOWED_CIDRS,
+    };
+    const audience = (e.OIDC_AUDIENCE ?? '')
+      .split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
+    if (e.OIDC_ISSUER && !audience.length)
+      throw new ConfigError(['OIDC_AUDIENCE: is required when OIDC_ISSUER is set']);
+    this.auth = {
+      adminToken: e.GATEWAY_ADMIN_TOKEN || undefined,
+      oidc: e.OIDC_ISSUER
+        ? {
+            issuer: e.OIDC_ISSUER,
+            audience,
+            jwksUrl: e.OIDC_JWKS_URL,
+            algorithms: e.OIDC_ALGORITHMS,
+            clockToleranceSeconds: e.OIDC_CLOCK_TOLERANCE_SECONDS,
+            usernameClaim: e.OIDC_USERNAME_CLAIM,
+            groupsClaim: e.OIDC_GROUPS_CLAIM,
+            groupRoles: e.OIDC_GROUP_ROLES,
+          }
+        : null,
+      rateLimit: {
+        requests: e.RATE_LIMIT_REQUESTS,
+        windowSeconds: e.RATE_LIMIT_WINDOW_SECONDS,
+        authFailures: e.RATE_LIMIT_AUTH_FAILURES,
+      },
+      metricsToken: e.METRICS_TOKEN || undefined,
     };
   }
 }

@@ -1,4 +1,6 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
+import { groupRolesSchema } from '../auth/scope.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -44,13 +46,257 @@ export const envSchema = z.object({
   DELETE_BACKOFF_MAX_MS: z.coerce.number().int().min(10).default(60_000),
   DELETE_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
   DELETE_RECOVER_EVERY_MS: z.coerce.number().int().min(1000).default(30_000),
+  WORKER_METRICS_PORT: z
+    .preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(65535).optional())
+    .describe(
+      'when set, each worker serves GET /metrics on this port (0: any free port); unset: no metrics server',
+    ),
+  WORKER_METRICS_HOST: z
+    .string()
+    .default('127.0.0.1')
+    .describe('address the worker metrics server listens on'),
+  GC_DRAIN_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(15 * 60_000)
+    .describe('how long a GC run waits for the deletes in flight on its registry to finish before it fails'),
+  GC_HEARTBEAT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(5000)
+    .describe('how often a GC run records progress'),
+  GC_SWEEP_EVERY_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(30_000)
+    .describe('how often workers look for GC runs to queue or to recover from a crashed worker'),
+  GC_READY_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(120_000)
+    .describe('how long a GC run waits for a restarted registry to answer /v2/'),
+  GC_VERIFY_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .default(16)
+    .describe('requests in flight while a GC run verifies the registry'),
   QUEUE_LOCK_MS: z.coerce
     .number()
     .int()
     .min(1000)
     .default(30_000)
     .describe('how long a job stays locked to a worker that stopped answering before another takes it'),
+  WEBHOOK_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(300_000)
+    .default(10_000)
+    .describe('how long one webhook delivery attempt may take (connect, headers and body)'),
+  WEBHOOK_ATTEMPTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(17)
+    .describe('attempts per webhook delivery before it is dead-lettered (the defaults span about 25 h)'),
+  WEBHOOK_BACKOFF_MS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .default(30_000)
+    .describe('delay before the second attempt; doubles with each failure'),
+  WEBHOOK_BACKOFF_MAX_MS: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .default(3 * 3600_000)
+    .describe('the longest delay between two attempts'),
+  WEBHOOK_WORKER_CONCURRENCY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .default(8)
+    .describe('subscriptions one worker delivers to at the same time (each one in order)'),
+  WEBHOOK_SWEEP_EVERY_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(30_000)
+    .describe('how often workers queue subscriptions with waiting deliveries whose job is missing'),
+  WEBHOOK_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3650)
+    .default(30)
+    .describe('delivered and dead deliveries (and their attempts) are deleted after this many days'),
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: bool
+    .default(false)
+    .describe(
+      'allow webhook URLs on private, loopback, link-local and reserved addresses (cloud metadata addresses still need WEBHOOK_ALLOWED_CIDRS)',
+    ),
+  WEBHOOK_ALLOWED_CIDRS: z
+    .string()
+    .default('')
+    .transform((v, ctx) => {
+      const cidrs = v
+        .split(',')
+        .map((c) => c.trim())
+        .filter(Boolean);
+      for (const c of cidrs)
+        if (!parseCidr(c))
+          ctx.issues.push({ code: 'custom', message: `${c} is not an address or CIDR`, input: v });
+      return cidrs.map((c) => parseCidr(c)!);
+    })
+    .describe('comma-separated addresses or CIDRs webhooks may target although they are not public'),
+  GATEWAY_ADMIN_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe(
+      'bootstrap bearer token: a service principal "bootstrap-admin" with global admin, for the first start',
+    ),
+  OIDC_ISSUER: z
+    .url({ protocol: /^https?$/ })
+    .optional()
+    .describe('issuer of the OIDC/JWT bearer tokens (the `iss` claim); unset: only API tokens are accepted'),
+  OIDC_AUDIENCE: z
+    .string()
+    .optional()
+    .describe('comma-separated audiences a token must name (the `aud` claim); required with OIDC_ISSUER'),
+  OIDC_JWKS_URL: z
+    .url({ protocol: /^https?$/ })
+    .optional()
+    .describe("the issuer's key set; unset: jwks_uri from <issuer>/.well-known/openid-configuration"),
+  OIDC_ALGORITHMS: z
+    .string()
+    .default('RS256,PS256,ES256,EdDSA')
+    .transform((v, ctx) => {
+      const algs = v
+        .split(',')
+        .map((a) => a.trim())
+        .filter(Boolean);
+      for (const a of algs)
+        if (!ASYMMETRIC_ALGS.includes(a))
+          ctx.issues.push({ code: 'custom', message: `${a} is not an asymmetric JWS algorithm`, input: v });
+      if (!algs.length) ctx.issues.push({ code: 'custom', message: 'name at least one algorithm', input: v });
+      return algs;
+    })
+    .describe('JWS algorithms accepted for OIDC tokens; asymmetric only (none and HS* are refused)'),
+  OIDC_CLOCK_TOLERANCE_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(300)
+    .default(30)
+    .describe('leeway for exp and nbf'),
+  OIDC_USERNAME_CLAIM: z.string().min(1).default('preferred_username').describe('display name of users'),
+  OIDC_GROUPS_CLAIM: z
+    .string()
+    .min(1)
+    .default('groups')
+    .describe('claim (dotted path for nested ones, e.g. realm_access.roles) holding the groups'),
+  OIDC_GROUP_ROLES: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return {};
+      let json: unknown;
+      try {
+        json = JSON.parse(v);
+      } catch {
+        ctx.issues.push({ code: 'custom', message: 'must be JSON', input: v });
+        return z.NEVER;
+      }
+      const parsed = groupRolesSchema.safeParse(json);
+      if (parsed.success) return parsed.data;
+      for (const i of parsed.error.issues)
+        ctx.issues.push({ code: 'custom', message: `${i.path.join('.')}: ${i.message}`, input: v });
+      return z.NEVER;
+    })
+    .describe('JSON: OIDC group -> role, {role, registry?, repository?} or a list of them'),
+  RATE_LIMIT_REQUESTS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(3000)
+    .describe(
+      'requests one principal may make per RATE_LIMIT_WINDOW_SECONDS, across all replicas; 0: no limit',
+    ),
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  RATE_LIMIT_AUTH_FAILURES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(60)
+    .describe(
+      'failed authentications one client address may make per window before it gets 429; 0: no limit',
+    ),
+  METRICS_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe('when set, /metrics requires Authorization: Bearer <METRICS_TOKEN>; unset: /metrics is public'),
+  GRAPHQL_MAX_DEPTH: z.coerce
+    .number()
+    .int()
+    .min(2)
+    .max(100)
+    .default(10)
+    .describe('deepest GraphQL operation accepted (fields nested in fields); deeper ones get QUERY_TOO_DEEP'),
+  GRAPHQL_MAX_COMPLEXITY: z.coerce
+    .number()
+    .int()
+    .min(10)
+    .default(25_000)
+    .describe('most expensive GraphQL operation accepted (page sizes multiply); above it QUERY_TOO_COMPLEX'),
+  GRAPHQL_SUBSCRIPTION_POLL_MS: z.coerce
+    .number()
+    .int()
+    .min(500)
+    .default(10_000)
+    .describe('subscriptions also re-read their row this often, besides reacting to Postgres notifications'),
 });
+
+const ASYMMETRIC_ALGS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'Ed25519',
+];
+
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
+/** `10.0.0.0/8`, `fd12::/16`, or a single address (`/32`, `/128`). */
+export function parseCidr(value: string): Cidr | null {
+  const [address, prefixText, ...rest] = value.split('/');
+  const version = isIP(address);
+  if (rest.length || version === 0) return null;
+  const max = version === 4 ? 32 : 128;
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return null;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  if (prefix > max) return null;
+  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+}
 
 export type Env = z.infer<typeof envSchema>;
 

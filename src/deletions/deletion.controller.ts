@@ -7,10 +7,23 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
+import { RequirePermission } from '../auth/auth.decorators.js';
+import { SortOrder } from '../common/graphql-types.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
+import { ForbiddenError } from '../auth/auth-errors.js';
+import { DeletionReader } from './deletion-reader.js';
+import {
+  assertMayChange,
+  assertMayRead,
+  hidingMissing,
+  mayRead,
+  scopeDeletionList,
+} from './deletion-access.js';
 import {
   CreateDeletionDto,
   DeletionIdParam,
+  DeletionItemPage,
+  DeletionItemQueryDto,
   DeletionPage,
   DeletionQueryDto,
   DeletionRequestView,
@@ -20,9 +33,14 @@ import { DeletionService } from './deletion.service.js';
 @ApiTags('deletions')
 @Controller('api/v1/deletions')
 export class DeletionController {
-  constructor(private readonly deletions: DeletionService) {}
+  constructor(
+    private readonly deletions: DeletionService,
+    private readonly reader: DeletionReader,
+  ) {}
 
   @Post()
+  // Every item is checked against (registry, repository) before anything is planned or stored.
+  @RequirePermission('deletions:create', { checkedInHandler: true })
   @ApiOperation({
     summary: 'Delete images in bulk, or plan it (dryRun)',
     description:
@@ -41,17 +59,67 @@ export class DeletionController {
   }
 
   @Get()
-  @ApiOperation({ summary: 'Deletion requests, newest first (filtered, paged by cursor)' })
+  @RequirePermission(['deletions:read', 'deletions:read-own'], {
+    registryQuery: 'registry',
+    repositoryQuery: 'repository',
+    checkedInHandler: true,
+  })
+  @ApiOperation({
+    summary: 'Deletion requests, newest first (filtered, paged by cursor)',
+    description:
+      'Without deletions:read everywhere, filter by a registry (and repository) you may read; with only deletions:read-own, the list holds your own requests.',
+  })
   @ApiOkResponse({ type: DeletionPage })
-  list(@Query() q: DeletionQueryDto): Promise<DeletionPage> {
-    return this.deletions.list(q);
+  list(@Query() q: DeletionQueryDto, @Ctx() ctx: RequestContext): Promise<DeletionPage> {
+    const scoped = scopeDeletionList(ctx, q);
+    return this.reader.page(
+      {
+        registry: scoped.registry,
+        repository: scoped.repository,
+        actor: scoped.actor,
+        status: scoped.status ? [scoped.status] : undefined,
+        from: scoped.from === undefined ? undefined : new Date(scoped.from),
+        to: scoped.to === undefined ? undefined : new Date(scoped.to),
+      },
+      { sort: SortOrder.desc, limit: scoped.limit ?? 50, cursor: scoped.cursor },
+      ctx,
+    );
   }
 
   @Get(':id')
+  @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
   @ApiOperation({ summary: 'A deletion request with the status and result of every item' })
   @ApiOkResponse({ type: DeletionRequestView })
-  get(@Param() p: DeletionIdParam): Promise<DeletionRequestView> {
-    return this.deletions.get(p.id);
+  async get(@Param() p: DeletionIdParam, @Ctx() ctx: RequestContext): Promise<DeletionRequestView> {
+    const view = await hidingMissing(ctx, 'deletions:read', () => this.deletions.get(p.id));
+    assertMayRead(ctx, view);
+    return view;
+  }
+
+  @Get(':id/items')
+  @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
+  @ApiOperation({
+    summary: 'The items of a deletion request, a page at a time (filter by status)',
+    description:
+      'For large requests: GET /deletions/:id returns every item at once (about 400 bytes each); this pages them in request order.',
+  })
+  @ApiOkResponse({ type: DeletionItemPage })
+  async items(
+    @Param() p: DeletionIdParam,
+    @Query() q: DeletionItemQueryDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<DeletionItemPage> {
+    const loaded = (await this.reader.byIds([p.id])).get(p.id);
+    if (!loaded) {
+      // get() refuses: 404 for who may read deletions anywhere, 403 for the rest (never whether it exists).
+      await hidingMissing(ctx, 'deletions:read', () => this.deletions.get(p.id));
+      return { items: [], nextCursor: null }; // created between the two reads
+    }
+    if (!mayRead(ctx, loaded.view, loaded.repositories)) throw new ForbiddenError('deletions:read');
+    const [page] = await this.reader.items([
+      { requestId: p.id, limit: q.limit ?? 100, cursor: q.cursor, status: q.status },
+    ]);
+    return page;
   }
 
   @Post(':id/execute')
@@ -62,7 +130,10 @@ export class DeletionController {
       'Re-resolves every planned item first and refuses with PLAN_STALE when a tag now points at another digest or a digest gained tags the plan did not show.',
   })
   @ApiAcceptedResponse({ type: DeletionRequestView })
-  execute(@Param() p: DeletionIdParam, @Ctx() ctx: RequestContext): Promise<DeletionRequestView> {
+  @RequirePermission('deletions:create', { checkedInHandler: true })
+  async execute(@Param() p: DeletionIdParam, @Ctx() ctx: RequestContext): Promise<DeletionRequestView> {
+    // The items of a request never change, so checking them before executing is not a race.
+    assertMayChange(ctx, await hidingMissing(ctx, 'deletions:create', () => this.deletions.get(p.id)));
     return this.deletions.execute(p.id, ctx);
   }
 
@@ -70,7 +141,9 @@ export class DeletionController {
   @HttpCode(200)
   @ApiOperation({ summary: 'Cancel a plan, or the items of a request that have not started' })
   @ApiOkResponse({ type: DeletionRequestView })
-  cancel(@Param() p: DeletionIdParam, @Ctx() ctx: RequestContext): Promise<DeletionRequestView> {
+  @RequirePermission('deletions:create', { checkedInHandler: true })
+  async cancel(@Param() p: DeletionIdParam, @Ctx() ctx: RequestContext): Promise<DeletionRequestView> {
+    assertMayChange(ctx, await hidingMissing(ctx, 'deletions:create', () => this.deletions.get(p.id)));
     return this.deletions.cancel(p.id, ctx);
   }
 }

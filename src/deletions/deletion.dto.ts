@@ -226,3 +226,27 @@ export class DeletionPage {
   items: DeletionRequestView[];
   @ApiPropertyOptional({ type: String, nullable: true }) nextCursor: string | null;
 }
+
+export class DeletionItemQueryDto {
+  @ApiPropertyOptional({ enum: ITEM_STATUSES, description: 'Only items in this status' })
+  @IsOptional()
+  @IsIn(ITEM_STATUSES)
+  status?: DeletionItemStatus;
+  @ApiPropertyOptional({ minimum: 1, maximum: 1000, default: 100 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  limit?: number;
+  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(2048)
+  cursor?: string;
+}
+
+export class DeletionItemPage {
+  @ApiProperty({ type: [DeletionItemView] }) items: DeletionItemView[];
+  @ApiPropertyOptional({ nullable: true, type: String }) nextCursor: string | null;
+}

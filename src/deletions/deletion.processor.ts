@@ -2,12 +2,13 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { Job, Queue, Worker } from 'bullmq';
+import { DelayedError, Job, Queue, Worker } from 'bullmq';
 import pLimit from 'p-limit';
-import { DataSource, EntityManager } from 'typeorm';
-import { AuditOutcome, recordAudit } from '../audit/audit-event.js';
+import { DataSource } from 'typeorm';
+import { AuditableEvent, AuditOutcome, recordAuditBatch } from '../audit/audit-event.js';
 import { AppConfig } from '../config/app-config.js';
 import { DomainError } from '../common/domain-error.js';
+import { workerMetrics } from '../common/worker-metrics.js';
 import type { RequestContext } from '../common/request-context.js';
 import { DeleteChunkPayload, Jobs, Queues } from '../queue/queue.constants.js';
 import { redisOptions } from '../queue/redis-options.js';
@@ -17,7 +18,7 @@ import { RegistriesService } from '../registries/registries.service.js';
 import { RegistryClients } from '../registries/registry-clients.service.js';
 import { RegistryEntity } from '../registries/registry.entity.js';
 import { DeletionQueue } from './deletion-queue.js';
-import { DeletionService } from './deletion.service.js';
+import { DELETION_SETTLED_EVENT, DeletionService, type DeletionSettledEvent } from './deletion.service.js';
 import { DeletionKind, DeletionRequestEntity, DeletionStatus } from './deletion.entity.js';
 import { RegistryThrottle } from './registry-throttle.js';
 
@@ -39,6 +40,9 @@ interface Outcome {
   method: string | null;
   error: { code: string; message: string } | null;
 }
+
+/** How often a chunk held back by a GC fence looks again. */
+const FENCE_RECHECK_MS = 2_000;
 
 const COMPLETION_OUTCOME: Record<DeletionStatus, AuditOutcome> = {
   succeeded: 'success',
@@ -77,7 +81,7 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
     const { lockMs } = this.config.queue;
     const { backoffMs, backoffMaxMs, workerConcurrency, recoverEveryMs } = this.config.deletions;
     // Created by hand rather than with @Processor: lock and concurrency come from the configuration.
-    this.worker = new Worker(Queues.deletions, (job: Job) => this.process(job), {
+    this.worker = new Worker(Queues.deletions, (job: Job, token?: string) => this.process(job, token), {
       connection: redisOptions(this.config.redis.url),
       prefix: this.config.redis.prefix,
       concurrency: workerConcurrency,
@@ -102,14 +106,19 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
     await this.worker?.close();
   }
 
-  async process(job: Job): Promise<unknown> {
+  async process(job: Job, token?: string): Promise<unknown> {
     if (job.name === Jobs.recoverDeletions)
       return this.outbox.recover(Math.max(120_000, 3 * this.config.queue.lockMs));
     if (job.name !== Jobs.deleteChunk) throw new Error(`unknown job ${job.name}`);
     const { requestId, chunk } = job.data as DeleteChunkPayload;
-    const items = await this.claim(requestId, chunk);
     const request = await this.ds.getRepository(DeletionRequestEntity).findOneBy({ id: requestId });
     if (!request) return { requestId, chunk, gone: true };
+    // A garbage collection holds the registry: wait it out without spending an attempt.
+    if (await this.throttle.fencedBy(request.registryId)) {
+      await job.moveToDelayed(Date.now() + FENCE_RECHECK_MS, token);
+      throw new DelayedError();
+    }
+    const items = await this.claim(requestId, chunk);
     if (items.length === 0) {
       // Everything was cancelled or settled by an earlier run; make sure the request is settled too.
       await this.settle(request, [], [], true);
@@ -220,7 +229,7 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
     const status = items.map((_, i) =>
       outcomes[i].result === 'retry' ? (final ? 'failed' : 'pending') : outcomes[i].result,
     );
-    return this.ds.transaction(async (m) => {
+    const { retry, settled } = await this.ds.transaction(async (m) => {
       await this.deletions.lock(m, request.id);
       if (items.length) {
         await m.query(
@@ -243,34 +252,47 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
         );
         await m.query('UPDATE deletion_requests SET updated_at = now() WHERE id = $1', [request.id]);
       }
+      const events: AuditableEvent[] = [];
       for (const [i, item] of items.entries()) {
-        if (status[i] === 'pending') continue;
-        await this.auditItem(m, request, ctx, item, outcomes[i], status[i] === 'succeeded');
+        if (status[i] !== 'pending')
+          events.push(this.itemEvent(request, ctx, item, outcomes[i], status[i] === 'succeeded'));
       }
       const settled = await this.deletions.settleStatus(m, request.id);
       if (settled) {
-        await recordAudit(this.events, {
+        events.push({
           action: 'deletion.completed',
-          ...this.deletions.auditBase(request, ctx, m),
+          ...this.deletions.auditBase(request, ctx),
           outcome: COMPLETION_OUTCOME[settled.status],
           details: { status: settled.status, counts: settled.counts },
         });
       }
-      return status.filter((s) => s === 'pending').length;
+      await recordAuditBatch(this.events, { events, manager: m });
+      return { retry: status.filter((s) => s === 'pending').length, settled };
     });
+    for (const s of status)
+      workerMetrics
+        .deletionItems()
+        .inc({ registry: request.registry, outcome: s === 'pending' ? 'retried' : s });
+    if (settled)
+      this.events.emit(DELETION_SETTLED_EVENT, {
+        requestId: request.id,
+        registryId: request.registryId,
+        registry: request.registry,
+        status: settled.status,
+      } satisfies DeletionSettledEvent);
+    return retry;
   }
 
-  private auditItem(
-    m: EntityManager,
+  private itemEvent(
     request: DeletionRequestEntity,
     ctx: RequestContext,
     item: ClaimedItem,
     o: Outcome,
     ok: boolean,
-  ) {
-    return recordAudit(this.events, {
+  ): AuditableEvent {
+    return {
       action: ok ? 'deletion.item.succeeded' : 'deletion.item.failed',
-      ...this.deletions.auditBase(request, ctx, m),
+      ...this.deletions.auditBase(request, ctx),
       repository: item.repository,
       tags: item.tags,
       digest: item.digest,
@@ -285,7 +307,7 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
         attempts: item.attempts,
         error: o.error,
       },
-    });
+    };
   }
 }
 

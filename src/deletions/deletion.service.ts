@@ -4,21 +4,20 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
 import { recordAudit } from '../audit/audit-event.js';
 import { AppConfig } from '../config/app-config.js';
-import { decodeCursor, encodeCursor } from '../common/cursor.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
 import { assertReference, assertRepositoryName } from '../registries/client/reference.js';
 import { RegistriesService } from '../registries/registries.service.js';
 import { RegistryClients } from '../registries/registry-clients.service.js';
 import { RegistryEntity } from '../registries/registry.entity.js';
+import { assertMayDelete } from './deletion-access.js';
 import { DeletionPlanner, PlanInput, PlannedItem } from './deletion-planner.js';
 import { DeletionQueue } from './deletion-queue.js';
+import { RegistryThrottle } from './registry-throttle.js';
 import {
   CreateDeletionDto,
   DeletionCountsView,
   DeletionItemView,
-  DeletionPage,
-  DeletionQueryDto,
   DeletionRequestView,
 } from './deletion.dto.js';
 import {
@@ -31,6 +30,16 @@ import {
 const INSERT_BATCH = 1000;
 
 /** Deletion requests: plan, store, execute, cancel, read. Workers settle the items (deletion.processor). */
+/** Emitted (in the worker) when a deletion request reaches a final status; GC may follow it. */
+export const DELETION_SETTLED_EVENT = 'deletion.settled';
+
+export interface DeletionSettledEvent {
+  requestId: string;
+  registryId: string;
+  registry: string;
+  status: DeletionStatus;
+}
+
 @Injectable()
 export class DeletionService {
   constructor(
@@ -41,7 +50,20 @@ export class DeletionService {
     private readonly clients: RegistryClients,
     private readonly planner: DeletionPlanner,
     private readonly queue: DeletionQueue,
+    private readonly throttle: RegistryThrottle,
   ) {}
+
+  /** While a garbage collection holds the registry, the gateway takes no new deletes for it. */
+  private async assertNotFenced(registry: RegistryEntity): Promise<void> {
+    const run = await this.throttle.fencedBy(registry.id);
+    if (run)
+      throw new DomainError(
+        'REGISTRY_FENCED',
+        `registry "${registry.name}" is fenced for garbage collection; deletes are accepted again when GC run ${run} ends`,
+        423,
+        { registry: registry.name, gcRunId: run },
+      );
+  }
 
   /**
    * Validates, checks the caps before any upstream call, plans against the registry, and commits the
@@ -70,10 +92,15 @@ export class DeletionService {
         throw err;
       }
     });
+    // Before the registry is even looked up: a denial must not tell whether it exists.
+    assertMayDelete(ctx, dto.registry, inputs);
     this.assertWithinCap(inputs.length, dto.maxDeletions ?? null);
     const registry = await this.registries.get(dto.registry);
     const dryRun = dto.dryRun ?? false;
-    if (!dryRun) assertDeletesAllowed(registry);
+    if (!dryRun) {
+      assertDeletesAllowed(registry);
+      await this.assertNotFenced(registry);
+    }
 
     const planned = await this.planner.plan(registry.id, this.clients.for(registry), inputs);
     if (single && planned[0].error) {
@@ -124,6 +151,7 @@ export class DeletionService {
         },
       );
     assertDeletesAllowed(registry);
+    await this.assertNotFenced(registry);
     const items = await this.ds
       .getRepository(DeletionItemEntity)
       .find({ where: { requestId: id, status: 'planned' }, order: { position: 'ASC' } });
@@ -208,44 +236,6 @@ export class DeletionService {
     return { ...requestView(request, counts), items: items.map(itemView) };
   }
 
-  async list(q: DeletionQueryDto): Promise<DeletionPage> {
-    const limit = q.limit ?? 50;
-    const after = decodeCursor(q.cursor, isListCursor);
-    const qb = this.ds.getRepository(DeletionRequestEntity).createQueryBuilder('r');
-    if (q.registry !== undefined) qb.andWhere('r.registry = :registry', { registry: q.registry });
-    if (q.actor !== undefined) qb.andWhere('r.actorId = :actor', { actor: q.actor });
-    if (q.status !== undefined) qb.andWhere('r.status = :status', { status: q.status });
-    if (q.from !== undefined) qb.andWhere('r.createdAt >= :from', { from: new Date(q.from) });
-    if (q.to !== undefined) qb.andWhere('r.createdAt < :to', { to: new Date(q.to) });
-    if (q.repository !== undefined)
-      qb.andWhere(
-        'EXISTS (SELECT 1 FROM deletion_items i WHERE i.request_id = r.id AND i.repository = :repo)',
-        {
-          repo: q.repository,
-        },
-      );
-    if (after) qb.andWhere('(r.createdAt, r.id) < (:at, :id)', { at: new Date(after.at), id: after.id });
-    const rows = await qb
-      .orderBy('r.createdAt', 'DESC')
-      .addOrderBy('r.id', 'DESC')
-      .take(limit + 1)
-      .getMany();
-    const page = rows.slice(0, limit);
-    const grouped = page.length
-      ? ((await this.ds.query(
-          `SELECT request_id, status, count(*)::int AS n FROM deletion_items
-            WHERE request_id = ANY($1) GROUP BY request_id, status`,
-          [page.map((r) => r.id)],
-        )) as { request_id: string; status: DeletionItemStatus; n: number }[])
-      : [];
-    const last = page.at(-1);
-    return {
-      items: page.map((r) => requestView(r, countsOf(grouped.filter((g) => g.request_id === r.id)))),
-      nextCursor:
-        rows.length > limit && last ? encodeCursor({ at: last.createdAt.toISOString(), id: last.id }) : null,
-    };
-  }
-
   /**
    * Final status once no item is waiting or running; null while work remains. Call with the request row
    * locked, so two chunks finishing together cannot both miss (or both see) the end.
@@ -268,11 +258,14 @@ export class DeletionService {
           : c.succeeded === 0
             ? 'failed'
             : 'partially_failed';
-    await m.query(
-      `UPDATE deletion_requests SET status = $2, finished_at = now(), updated_at = now() WHERE id = $1`,
+    // Only the transition to a final status counts: a chunk job re-run after the request settled (a
+    // recovery, a cancel) finds nothing to change and must not record a second completion.
+    const [, changed] = (await m.query(
+      `UPDATE deletion_requests SET status = $2, finished_at = now(), updated_at = now()
+        WHERE id = $1 AND status IN ('planned', 'queued', 'running')`,
       [id, status],
-    );
-    return { status, counts: c };
+    )) as [unknown, number];
+    return changed ? { status, counts: c } : null;
   }
 
   async lock(m: EntityManager, id: string): Promise<DeletionRequestEntity> {
@@ -286,15 +279,15 @@ export class DeletionService {
     return found;
   }
 
-  /** The fields every audit event of a request shares. */
-  auditBase(r: DeletionRequestEntity, ctx: RequestContext, manager: EntityManager) {
+  /** The fields every audit event of a request shares; `manager` is the transaction of a single event. */
+  auditBase(r: DeletionRequestEntity, ctx: RequestContext, manager?: EntityManager) {
     return {
       actor: ctx.actor,
       sourceIp: ctx.sourceIp,
       requestId: ctx.requestId,
       registry: r.registry,
       subject: { type: 'deletion_request', id: r.id },
-      manager,
+      ...(manager ? { manager } : {}),
     };
   }
 
@@ -439,7 +432,7 @@ function deletionNotFound(id: string): NotFoundError {
   return new NotFoundError('DELETION_NOT_FOUND', `no deletion request ${id}`, { id });
 }
 
-function countsOf(rows: { status: DeletionItemStatus; n: number }[]): DeletionCountsView {
+export function countsOf(rows: { status: DeletionItemStatus; n: number }[]): DeletionCountsView {
   const c: DeletionCountsView = {
     planned: 0,
     pending: 0,
@@ -453,19 +446,9 @@ function countsOf(rows: { status: DeletionItemStatus; n: number }[]): DeletionCo
   return c;
 }
 
-function isListCursor(v: unknown): v is { at: string; id: string } {
-  const c = v as { at?: unknown; id?: unknown };
-  return (
-    typeof c?.at === 'string' &&
-    !Number.isNaN(Date.parse(c.at)) &&
-    typeof c.id === 'string' &&
-    /^[0-9a-f-]{36}$/.test(c.id)
-  );
-}
-
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
-function requestView(r: DeletionRequestEntity, counts: DeletionCountsView): DeletionRequestView {
+export function requestView(r: DeletionRequestEntity, counts: DeletionCountsView): DeletionRequestView {
   return {
     id: r.id,
     registry: r.registry,
@@ -486,7 +469,7 @@ function requestView(r: DeletionRequestEntity, counts: DeletionCountsView): Dele
   };
 }
 
-function itemView(i: DeletionItemEntity): DeletionItemView {
+export function itemView(i: DeletionItemEntity): DeletionItemView {
   return {
     position: i.position,
     repository: i.repository,

@@ -1,6 +1,7 @@
 import { Controller, Delete, Param, Query, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
+import { RequirePermission } from '../auth/auth.decorators.js';
 import { DomainError } from '../common/domain-error.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { DeleteImageQueryDto, DeletionRequestView } from './deletion.dto.js';
@@ -13,6 +14,7 @@ export class ImageDeleteController {
   constructor(private readonly deletions: DeletionService) {}
 
   @Delete('*')
+  @RequirePermission('deletions:create', { registryParam: 'registry', repositoryParam: '*' })
   @ApiOperation({
     summary: 'Delete an image, or only one tag',
     description:

@@ -8,9 +8,11 @@ import {
   TypeOrmHealthIndicator,
 } from '@nestjs/terminus';
 import { Queue } from 'bullmq';
+import { Public } from '../auth/auth.decorators.js';
 import { Queues } from '../queue/queue.constants.js';
 
 @ApiTags('health')
+@Public('liveness and readiness probes')
 @Controller('health')
 export class HealthController {
   constructor(

@@ -22,7 +22,12 @@ import { RedisClient } from './redis.provider.js';
         },
       }),
     }),
-    BullModule.registerQueue({ name: Queues.maintenance }, { name: Queues.deletions }),
+    BullModule.registerQueue(
+      { name: Queues.maintenance },
+      { name: Queues.deletions },
+      { name: Queues.gc },
+      { name: Queues.webhooks },
+    ),
   ],
   providers: [RedisClient],
   exports: [BullModule, RedisClient],

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { plainToInstance } from 'class-transformer';
 import { validate, ValidationError as ClassValidatorError } from 'class-validator';
@@ -21,6 +22,16 @@ interface FileRegistry {
   deletes?: { concurrency?: number; ratePerSecond?: number | null };
   eventsToken?: string;
   eventsTokenFile?: string;
+  /** Read by the GC feature (REGISTRIES_FILE_APPLIED); checked there. */
+  gc?: unknown;
+}
+
+/** Emitted (awaited) after the file was applied, with each registry's raw sections for other features. */
+export const REGISTRIES_FILE_APPLIED = 'registries.file.applied';
+
+export interface RegistriesFileApplied {
+  path: string;
+  registries: { name: string; gc?: unknown }[];
 }
 
 // Any 64-bit number works; it only has to be the same in every replica.
@@ -42,6 +53,7 @@ export class RegistriesFileSync implements OnApplicationBootstrap, OnApplication
     private readonly config: AppConfig,
     private readonly registries: RegistriesService,
     @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly events: EventEmitter2,
   ) {}
 
   async onApplicationBootstrap() {
@@ -75,7 +87,17 @@ export class RegistriesFileSync implements OnApplicationBootstrap, OnApplication
     const hash = createHash('sha256').update(text).digest('hex');
     if (hash === this.lastHash) return null;
     const wanted = await this.parse(text, path);
-    const result = await this.withLock(() => this.apply(wanted));
+    const raw = (parse(text) as { registries?: FileRegistry[] } | null)?.registries ?? [];
+    const result = await this.withLock(async () => {
+      const applied = await this.apply(wanted);
+      // Features that keep per-registry settings of their own (GC) apply their sections now; a section
+      // they refuse fails the sync like a bad registry entry would.
+      await this.events.emitAsync(REGISTRIES_FILE_APPLIED, {
+        path,
+        registries: raw.map((r) => ({ name: r.name, gc: r.gc })),
+      } satisfies RegistriesFileApplied);
+      return applied;
+    });
     this.lastHash = hash;
     if (result.created.length + result.updated.length + result.removed.length > 0) {
       this.logger.log(

@@ -6,6 +6,8 @@ import {
   ApiOperation,
   ApiTags,
 } from '@nestjs/swagger';
+import { RequirePermission } from '../auth/auth.decorators.js';
+import { Ctx, RequestContext } from '../common/request-context.js';
 import { CreateRegistryDto, RegistryProbeView, RegistryView, UpdateRegistryDto } from './registry.dto.js';
 import { RegistriesService } from './registries.service.js';
 
@@ -15,13 +17,18 @@ export class RegistriesController {
   constructor(private readonly registries: RegistriesService) {}
 
   @Get()
-  @ApiOperation({ summary: 'List registered registries' })
+  @RequirePermission('registries:read', { anyRepository: true })
+  @ApiOperation({ summary: 'List registered registries (those the caller may read)' })
   @ApiOkResponse({ type: [RegistryView] })
-  async list(): Promise<{ items: RegistryView[] }> {
-    return { items: (await this.registries.list()).map((r) => this.registries.toView(r)) };
+  async list(@Ctx() ctx: RequestContext): Promise<{ items: RegistryView[] }> {
+    const visible = (await this.registries.list()).filter((r) =>
+      ctx.access?.canInRegistry('registries:read', r.name),
+    );
+    return { items: visible.map((r) => this.registries.toView(r)) };
   }
 
   @Post()
+  @RequirePermission('registries:write')
   @ApiOperation({ summary: 'Register a registry; it is probed at once and the result returned' })
   @ApiCreatedResponse({ type: RegistryView })
   async create(@Body() dto: CreateRegistryDto): Promise<RegistryView> {
@@ -29,12 +36,14 @@ export class RegistriesController {
   }
 
   @Get(':name')
+  @RequirePermission('registries:read', { registryParam: 'name', anyRepository: true })
   @ApiOkResponse({ type: RegistryView })
   async get(@Param('name') name: string): Promise<RegistryView> {
     return this.registries.toView(await this.registries.get(name));
   }
 
   @Patch(':name')
+  @RequirePermission('registries:write', { registryParam: 'name' })
   @ApiOperation({ summary: 'Change a registry (re-probed when its connection changes)' })
   @ApiOkResponse({ type: RegistryView })
   async update(@Param('name') name: string, @Body() dto: UpdateRegistryDto): Promise<RegistryView> {
@@ -42,6 +51,7 @@ export class RegistriesController {
   }
 
   @Delete(':name')
+  @RequirePermission('registries:write', { registryParam: 'name' })
   @HttpCode(204)
   @ApiOperation({ summary: 'Unregister a registry (nothing on the registry itself changes)' })
   @ApiNoContentResponse()
@@ -50,6 +60,7 @@ export class RegistriesController {
   }
 
   @Get(':name/health')
+  @RequirePermission('registries:read', { registryParam: 'name', anyRepository: true })
   @ApiOperation({
     summary: 'Probe the registry now',
     description:

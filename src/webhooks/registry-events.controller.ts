@@ -9,6 +9,7 @@ import {
   ApiTags,
   ApiUnauthorizedResponse,
 } from '@nestjs/swagger';
+import { Public } from '../auth/auth.decorators.js';
 import { RegistryEventsEnvelopeDoc, RegistryEventsReceiptView } from './registry-events.dto.js';
 import { REGISTRY_EVENTS_MEDIA_TYPE, RegistryEventsService } from './registry-events.service.js';
 
@@ -18,6 +19,8 @@ export class RegistryEventsController {
   constructor(private readonly service: RegistryEventsService) {}
 
   @Post(':name/events')
+  // The registry authenticates with its own events token (checked below), not with a gateway principal.
+  @Public('registry notifications, authenticated by the per-registry events token')
   @HttpCode(200)
   @ApiOperation({
     summary: 'Receive the notifications of a registry (deletes made directly on it are audited)',

@@ -1,15 +1,28 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import request from 'supertest';
 import { createApiApp, createWorkerApp } from '../../src/app.module.js';
 import { AppConfig, loadConfig } from '../../src/config/app-config.js';
 import { TestEnvironment } from './environment.js';
 
 export { TestEnvironment, TEST_DATABASE_URL, TEST_REDIS_URL } from './environment.js';
 
+/** The bootstrap admin token of every test gateway (GATEWAY_ADMIN_TOKEN): global admin. */
+export const ADMIN_TOKEN = 'rg-test-admin-token-0123456789abcdef';
+/** Headers of a global admin: `request(gw.server).get(...).set(asAdmin)`. */
+export const asAdmin = { authorization: `Bearer ${ADMIN_TOKEN}` } as const;
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/** supertest as the bootstrap admin: `adminRequest(gw.server).get('/api/v1/registries')`. */
+export function adminRequest(server: TestGateway['server']) {
+  return request.agent(server).set(asAdmin);
+}
+
 export function testConfig(env: TestEnvironment, overrides: Record<string, string> = {}): AppConfig {
   return loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    GATEWAY_ADMIN_TOKEN: ADMIN_TOKEN,
     ...env.gatewayEnv(),
     ...overrides,
   });

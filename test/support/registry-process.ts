@@ -4,11 +4,12 @@ import { closeSync, openSync } from 'node:fs';
 import { appendFile, lstat, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { stringify } from 'yaml';
+import { freePort } from './ports.js';
 
 /** The Debian package's binary name; the upstream image calls it `registry`. */
 const REGISTRY_BINARY = 'docker-registry';
@@ -94,18 +95,6 @@ function startWatchdog(pid: number): ChildProcess {
   return watchdog;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * The readiness probe cannot tell our registry from another server on the same port, so a taken
  * port must fail here rather than look like a successful start.
@@ -121,8 +110,12 @@ async function assertPortFree(port: number): Promise<void> {
   });
 }
 
-/** Status of GET /v2/, or undefined while nothing listens. No pooling: a probe must not keep sockets. */
-function probe(url: string): Promise<number | undefined> {
+/**
+ * Status of GET /v2/, or undefined while nothing listens, or while what answers is not this registry
+ * (its X-Registry-Instance header differs: another server got the port first). No pooling: a probe
+ * must not keep sockets.
+ */
+function probe(url: string, instance: string): Promise<number | undefined> {
   return new Promise((resolve) => {
     const send = url.startsWith('https:') ? httpsRequest : httpRequest;
     // The readiness probe only asks whether something answers; trust is what the tests check.
@@ -131,7 +124,8 @@ function probe(url: string): Promise<number | undefined> {
       { method: 'GET', agent: false, timeout: 1_000, rejectUnauthorized: false },
       (res) => {
         res.resume();
-        res.on('end', () => resolve(res.statusCode));
+        const mine = res.headers['x-registry-instance'] === instance;
+        res.on('end', () => resolve(mine ? res.statusCode : undefined));
         res.on('error', () => resolve(undefined));
       },
     );
@@ -152,6 +146,7 @@ export class RegistryProcess {
   readonly logPath: string;
   private readonly workDir: string;
   private readonly httpSecret = randomBytes(24).toString('hex');
+  private readonly instance = randomBytes(8).toString('hex');
   private currentOptions: RegistryProcessOptions;
   private child?: ChildProcess;
   private watchdog?: ChildProcess;
@@ -341,7 +336,7 @@ export class RegistryProcess {
             `config ${this.configPath}; log tail:\n${await this.logTail()}`,
         );
       }
-      const status = await probe(this.url);
+      const status = await probe(this.url, this.instance);
       if ((status === 200 || status === 401) && this.running) return;
       if (Date.now() > deadline) {
         await this.stop();
@@ -376,7 +371,7 @@ export class RegistryProcess {
         addr: `127.0.0.1:${this.port}`,
         // Fixed per instance: upload state signed before a restart stays valid after it.
         secret: this.httpSecret,
-        headers: { 'X-Content-Type-Options': ['nosniff'] },
+        headers: { 'X-Content-Type-Options': ['nosniff'], 'X-Registry-Instance': [this.instance] },
         // no http.debug: the debug server stays off
         ...(opts.tls ? { tls: { certificate: opts.tls.certPath, key: opts.tls.keyPath } } : {}),
       },

@@ -248,6 +248,24 @@ export class RegistryClient {
     };
   }
 
+  /**
+   * Whether the registry serves a blob's bytes in this repository: the status of a one-byte ranged GET
+   * (206/200 served, 404 gone). A GET, not a HEAD: after GC a stale blob descriptor cache answers HEAD
+   * with 200 for a blob whose data is gone; reading it shows the truth.
+   */
+  async blobStatus(repository: string, digest: string): Promise<number> {
+    assertRepositoryName(repository);
+    assertDigest(digest);
+    const res = await this.send({
+      method: 'GET',
+      path: `${repository}/blobs/${digest}`,
+      headers: { range: 'bytes=0-0' },
+      what: `blob ${repository}@${digest}`,
+    });
+    await res.body.dump();
+    return res.statusCode;
+  }
+
   /** Reads a small JSON blob (an image config), verifying its digest. */
   async getBlobJson<T>(repository: string, digest: string, maxBytes = 8 * 1024 * 1024): Promise<T> {
     const what = `blob ${repository}@${digest}`;

@@ -1,0 +1,261 @@
+import { spawn } from 'node:child_process';
+import { cpSync } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TestEnvironment } from '../test/support/environment.js';
+import { ImagePusher, runPool } from '../test/support/image-pusher.js';
+import { RegistryService } from '../test/support/registry-service.js';
+import { BenchFailure } from './support/bench.js';
+import type { BenchContext, BenchReport, Benchmark, Metric } from './support/bench.js';
+import { GatewayProcess } from './support/gateway-process.js';
+import { peakRssBytes } from './support/proc.js';
+import { storedDataset } from './support/dataset.js';
+import { formatBytes, formatMs, formatSeconds } from './support/stats.js';
+
+/*
+ * Issue spec: GC through the gateway versus the bare `garbage-collect` command on an identical registry
+ * in the same run (500 images, half deleted); print the ratio of wall times. Target: <= 1.2 plus the
+ * registry restart.
+ *
+ * A stored template holds 50 repositories x 10 tags, each tag its own image with its own layer; the
+ * manifests of half the tags are deleted (by digest, through the v2 API), so their blobs are garbage.
+ * Two copies: the bare command runs on one (`docker-registry garbage-collect <config>`, its wall time);
+ * the gateway runs a GC on the other through its API (fence `gateway`, the default in-memory cache, so
+ * the registry is restarted), from the POST until the run reports a final status. The restart the
+ * gateway does is timed on the bare copy too (the same lifecycle command, until /v2/ answers) and is
+ * what the target adds to 1.2.
+ */
+const SPEC = { repositories: 50, tagsPerRepository: 10 };
+const TARGET_RATIO = 1.2;
+const LAYER_SIZE = 16 * 1024;
+const DATASET_VERSION = 1;
+const REGISTRY_NAME = 'bench';
+const POLL_MS = 100;
+
+interface RunView {
+  id: string;
+  status: string;
+  phase: string;
+  blobsDeleted: number | null;
+  manifestsDeleted: number | null;
+  bytesFreed: number | null;
+  bytesEstimated: number | null;
+  verification: {
+    ok: boolean;
+    deletedBlobsChecked: number;
+    manifestsChecked: number;
+    blobsChecked: number;
+  } | null;
+  error: { code: string; message: string } | null;
+  phaseMs: Record<string, number>;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export const gcBench: Benchmark = {
+  name: 'gc',
+  title: 'Garbage collection through the gateway (fenced, restarted, verified) vs the bare command',
+  run: runGcBench,
+};
+
+async function runGcBench(ctx: BenchContext): Promise<BenchReport> {
+  const repositories = Math.max(2, Math.round(SPEC.repositories * ctx.scale));
+  const images = repositories * SPEC.tagsPerRepository;
+  const metrics: Metric[] = [];
+  const template = await openTemplate(ctx, repositories);
+  metrics.push(
+    {
+      label: 'dataset',
+      value: `${images} images (${repositories} repositories x ${SPEC.tagsPerRepository}), half deleted`,
+    },
+    { label: 'seeding', value: template.seeding },
+  );
+  const runDir = (w: string) => join(template.dir, `run-${w}`);
+  let bare: RegistryService | undefined;
+  let upstream: RegistryService | undefined;
+  let env: TestEnvironment | undefined;
+  let gateway: GatewayProcess | undefined;
+  try {
+    for (const w of ['bare', 'gateway']) {
+      await rm(runDir(w), { recursive: true, force: true });
+      cpSync(template.storage, runDir(w), { recursive: true, preserveTimestamps: true });
+    }
+    [bare, upstream] = await Promise.all([
+      RegistryService.create({ storageDir: runDir('bare'), logLevel: 'warn', start: false }),
+      RegistryService.create({ storageDir: runDir('gateway'), logLevel: 'warn' }),
+    ]);
+    const bareBefore = await diskBytes(runDir('bare'));
+
+    // --- bare command --------------------------------------------------------------------------------
+    ctx.log('gc: bare garbage-collect');
+    // The manual recipe (DESIGN, steps 5 and 6) also measures the storage before and after: timed apart.
+    const d0 = performance.now();
+    await command(['du', '-sk', runDir('bare')]);
+    const duMs = performance.now() - d0;
+    const t0 = performance.now();
+    const bareRun = await command(['docker-registry', 'garbage-collect', bare.configPath]);
+    const bareMs = performance.now() - t0;
+    if (bareRun.code !== 0)
+      throw new BenchFailure(`bare garbage-collect exited ${bareRun.code}: ${bareRun.output.slice(-500)}`);
+    const bareDeleted = (bareRun.output.match(/^blob eligible for deletion: /gm) ?? []).length;
+    const bareFreed = bareBefore - (await diskBytes(runDir('bare')));
+    // The restart the gateway adds (in-memory cache), timed the same way: the lifecycle command until /v2/ answers.
+    await bare.start();
+    const r0 = performance.now();
+    await command(bare.lifecycle.restart);
+    const restartMs = performance.now() - r0;
+    ctx.log(`gc: bare ${formatMs(bareMs)}, restart ${formatMs(restartMs)}`);
+
+    // --- gateway ---------------------------------------------------------------------------------------
+    env = await TestEnvironment.create('gc', 'bench');
+    gateway = await GatewayProcess.start({
+      env: { ...env.gatewayEnv(), GC_HEARTBEAT_MS: '1000' },
+      name: 'gc',
+      worker: true,
+    });
+    await gateway.request('POST', '/api/v1/registries', { name: REGISTRY_NAME, url: upstream.url });
+    await gateway.request('PUT', `/api/v1/registries/${REGISTRY_NAME}/gc-settings`, {
+      executor: {
+        type: 'local',
+        command: ['docker-registry'],
+        configPath: upstream.configPath,
+        storagePath: upstream.storagePath,
+        lifecycle: upstream.lifecycle,
+      },
+      fence: 'gateway',
+      cache: { type: 'inmemory' },
+      // The copies' blobs are minutes old; the grace window is about uploads still waiting for a manifest.
+      graceSeconds: 0,
+    });
+    ctx.log('gc: through the gateway');
+    const g0 = performance.now();
+    const accepted = JSON.parse(
+      await gateway.request('POST', `/api/v1/registries/${REGISTRY_NAME}/gc`, {}),
+    ) as RunView;
+    let run: RunView;
+    for (;;) {
+      run = JSON.parse(await gateway.request('GET', `/api/v1/gc-runs/${accepted.id}`)) as RunView;
+      if (run.status === 'succeeded' || run.status === 'failed') break;
+      if (performance.now() - g0 > 600_000) throw new BenchFailure(`GC run still ${run.status}/${run.phase}`);
+      await new Promise((r) => setTimeout(r, POLL_MS));
+    }
+    const gatewayMs = performance.now() - g0;
+    const peak = { api: peakRssBytes(gateway.apiPid!), worker: peakRssBytes(gateway.workerPid!) };
+    if (run.status !== 'succeeded')
+      throw new BenchFailure(`the gateway's GC run ${run.status}: ${JSON.stringify(run.error)}`);
+    if (run.blobsDeleted !== bareDeleted)
+      throw new BenchFailure(
+        `the gateway deleted ${run.blobsDeleted} blobs, the bare command ${bareDeleted}`,
+      );
+    const phases = await phaseTimes(env, run);
+
+    const ratio = (gatewayMs - restartMs) / bareMs;
+    const verifyMs = run.phaseMs.verifying ?? 0;
+    metrics.push(
+      {
+        label: 'bare garbage-collect',
+        value: `${formatSeconds(bareMs / 1000)} (${bareDeleted} blobs deleted, ${formatBytes(bareFreed)} freed)`,
+      },
+      {
+        label: 'gateway GC',
+        value: `${formatSeconds(gatewayMs / 1000)} (POST until succeeded, polled every ${POLL_MS} ms; ${run.blobsDeleted} blobs, ${formatBytes(run.bytesFreed ?? 0)} freed, ${formatBytes(run.bytesEstimated ?? 0)} estimated)`,
+      },
+      { label: 'registry restart', value: `${formatMs(restartMs)} (lifecycle restart until /v2/ answers)` },
+      {
+        label: 'ratio (gateway - restart)/bare',
+        value: ratio.toFixed(2),
+        target: `<= ${TARGET_RATIO}`,
+        ok: ratio <= TARGET_RATIO,
+      },
+      { label: 'ratio gateway/bare (info)', value: (gatewayMs / bareMs).toFixed(2) },
+      {
+        label: 'ratio without verification (info)',
+        value:
+          `${((gatewayMs - restartMs - verifyMs) / bareMs).toFixed(2)} (gateway - restart - verifying ${formatMs(verifyMs)}) / bare; ` +
+          `${((gatewayMs - restartMs - verifyMs) / (bareMs + 2 * duMs)).toFixed(2)} against the manual recipe (du -sk, garbage-collect, du -sk: ${formatMs(bareMs + 2 * duMs)})`,
+      },
+      { label: 'gateway phases', value: phases },
+      {
+        label: 'verification',
+        value: `${run.verification?.deletedBlobsChecked} deleted blobs checked gone, ${run.verification?.manifestsChecked} tagged manifests and ${run.verification?.blobsChecked} of their blobs read`,
+      },
+      {
+        label: 'gateway peak RSS (VmHWM)',
+        value: `API ${peak.api ? formatBytes(peak.api) : 'n/a'}, worker ${peak.worker ? formatBytes(peak.worker) : 'n/a'}`,
+      },
+    );
+    return { name: gcBench.name, metrics };
+  } finally {
+    await gateway?.stop();
+    await Promise.all([bare?.cleanup(), upstream?.cleanup()]);
+    await Promise.all(['bare', 'gateway'].map((w) => rm(runDir(w), { recursive: true, force: true })));
+    await env?.destroy().catch(() => undefined);
+  }
+}
+
+/** Where the gateway's time went: the run's own phase timings, and the wait before a worker took it. */
+async function phaseTimes(env: TestEnvironment, run: RunView): Promise<string> {
+  const [r] = await env.query<{ created_at: Date; started_at: Date }>(
+    'SELECT created_at, started_at FROM gc_runs WHERE id = $1',
+    [run.id],
+  );
+  const phases = Object.entries(run.phaseMs)
+    .map(([phase, ms]) => `${phase} ${formatMs(ms)}`)
+    .join(', ');
+  return `queued ${formatMs(r.started_at.getTime() - r.created_at.getTime())}; ${phases}`;
+}
+
+async function diskBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true }))
+    if (e.isFile()) total += (await stat(join(e.parentPath, e.name))).size;
+  return total;
+}
+
+function command(argv: string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (output += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (output += c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, output }));
+  });
+}
+
+/** 500 images, each its own layer, half of them deleted: seeded once and reused (bench/support/dataset.ts). */
+function openTemplate(ctx: BenchContext, repositories: number) {
+  const key = { version: DATASET_VERSION, repositories, tags: SPEC.tagsPerRepository, layer: LAYER_SIZE };
+  return storedDataset(ctx, `gc-${repositories}x${SPEC.tagsPerRepository}`, key, async (storage) => {
+    const registry = await RegistryService.create({ storageDir: storage, logLevel: 'warn' });
+    try {
+      ctx.log(`gc: seeding ${repositories * SPEC.tagsPerRepository} images, deleting half`);
+      const pusher = new ImagePusher(registry.url, { connections: 8 });
+      const refs = Array.from({ length: repositories }, (_, r) =>
+        Array.from({ length: SPEC.tagsPerRepository }, (_, t) => ({
+          repository: `gc/repo-${String(r + 1).padStart(3, '0')}`,
+          tag: `v${t + 1}`,
+          t,
+        })),
+      ).flat();
+      await runPool(refs, 8, async ({ repository, tag, t }) => {
+        const image = await pusher.pushImage(repository, [tag], {
+          layerSize: LAYER_SIZE,
+          seed: `${repository}:${tag}`,
+        });
+        if (t % 2 === 0) {
+          const res = await fetch(`${registry.url}/v2/${repository}/manifests/${image.digest}`, {
+            method: 'DELETE',
+          });
+          await res.arrayBuffer();
+          if (res.status !== 202)
+            throw new BenchFailure(`DELETE ${repository}@${image.digest} answered ${res.status}`);
+        }
+      });
+      await pusher.close();
+      return { images: refs.length };
+    } finally {
+      await registry.cleanup();
+    }
+  });
+}

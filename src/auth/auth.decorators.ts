@@ -1,0 +1,82 @@
+import { applyDecorators, SetMetadata } from '@nestjs/common';
+import {
+  ApiBearerAuth,
+  ApiExtension,
+  ApiForbiddenResponse,
+  ApiTooManyRequestsResponse,
+  ApiUnauthorizedResponse,
+} from '@nestjs/swagger';
+import type { Permission } from './permissions.js';
+
+export const AUTH_DECLARATION = 'registry-gateway:auth';
+
+/**
+ * Where the guard finds the registry and repository a call addresses. "Param" is a route parameter in
+ * REST and an argument in GraphQL. Without a registry, the permission is needed everywhere (a global
+ * binding); without a repository, on the whole registry.
+ */
+export interface PermissionScope {
+  /** Route parameter / GraphQL argument naming the registry. */
+  registryParam?: string;
+  /** Query-string field naming the registry (filters of listings). */
+  registryQuery?: string;
+  /** Field of the parent object naming the registry (GraphQL field resolvers). */
+  registryParent?: string;
+  /**
+   * Route parameter / GraphQL argument naming the repository; `*` is the repository part of a wildcard
+   * path (`<name>/tags…`, `<name>/manifests/<reference>`).
+   */
+  repositoryParam?: string;
+  /** Query-string field naming the repository. */
+  repositoryQuery?: string;
+  /**
+   * A binding on any repository of the registry (or, without a registry, anywhere) is enough: for
+   * registry metadata, and for listings that the handler narrows to what the caller may see.
+   */
+  anyRepository?: boolean;
+  /**
+   * The handler checks the exact resources itself, through `RequestContext.access` (bulk bodies, stored
+   * records); the guard only requires the permission somewhere (within the registry, when known).
+   */
+  checkedInHandler?: boolean;
+}
+
+export type AuthDeclaration =
+  | { kind: 'public'; reason: string }
+  | { kind: 'authenticated' }
+  | { kind: 'permission'; permissions: Permission[]; scope: PermissionScope };
+
+const apiAuthResponses = (forbidden?: string) => [
+  ApiBearerAuth(),
+  ApiUnauthorizedResponse({ description: 'UNAUTHENTICATED: no bearer token, or one that is not valid' }),
+  ...(forbidden ? [ApiForbiddenResponse({ description: forbidden })] : []),
+  ApiTooManyRequestsResponse({ description: 'RATE_LIMITED: the principal’s request budget is spent' }),
+];
+
+/**
+ * The permission a route or resolver needs (any of several, when given a list), and where the scope
+ * comes from. Every route and resolver declares this, `@Authenticated()` or `@Public()`: the global
+ * guard denies anything that declares nothing.
+ */
+export function RequirePermission(permission: Permission | Permission[], scope: PermissionScope = {}) {
+  const permissions = Array.isArray(permission) ? permission : [permission];
+  const declaration: AuthDeclaration = { kind: 'permission', permissions, scope };
+  return applyDecorators(
+    SetMetadata(AUTH_DECLARATION, declaration),
+    ApiExtension('x-permission', { permissions, scope }),
+    ...apiAuthResponses(`FORBIDDEN: needs ${permissions.join(' or ')}`),
+  );
+}
+
+/** Any authenticated principal, whatever its roles (e.g. who am I). */
+export function Authenticated() {
+  return applyDecorators(
+    SetMetadata(AUTH_DECLARATION, { kind: 'authenticated' } satisfies AuthDeclaration),
+    ...apiAuthResponses(),
+  );
+}
+
+/** No gateway authentication: health, docs, metrics, and endpoints with credentials of their own. */
+export function Public(reason = 'public') {
+  return SetMetadata(AUTH_DECLARATION, { kind: 'public', reason } satisfies AuthDeclaration);
+}

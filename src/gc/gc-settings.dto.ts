@@ -1,0 +1,206 @@
+import { Field, InputType, Int, ObjectType } from '@nestjs/graphql';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import {
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  MaxLength,
+  Min,
+  MinLength,
+  ValidateNested,
+} from 'class-validator';
+import {
+  GcExecutorCapabilitiesView,
+  GcExecutorDto,
+  GcExecutorSecretsDto,
+  GcExecutorSecretsStateView,
+} from './executors/gc-executor.dto.js';
+import { GC_FENCES } from './gc.dto.js';
+import type { GcFence } from './gc.entity.js';
+
+const WEEK_SECONDS = 7 * 24 * 3600;
+
+@InputType('GcCacheInput', {
+  description:
+    "The registry's blob descriptor cache (`storage.cache.blobdescriptor`), emptied after every collection.",
+})
+@ObjectType('GcCacheSettings')
+export class GcCacheDto {
+  @ApiProperty({
+    enum: ['inmemory', 'redis', 'none'],
+    description:
+      '`inmemory` (the default config): the registry is restarted after GC. `redis`: its cache keys are deleted. `none`: nothing to clear.',
+  })
+  @Field(() => String, { description: 'inmemory, redis or none' })
+  @IsIn(['inmemory', 'redis', 'none'])
+  type: 'inmemory' | 'redis' | 'none';
+
+  @ApiPropertyOptional({
+    description: 'redis: `host:port`, as `redis.addr` in the registry config',
+    example: 'redis:6379',
+  })
+  @Field({ nullable: true })
+  @IsOptional()
+  @IsString()
+  @Matches(/^[^\s:/]+:\d{1,5}$/, { message: 'addr must be host:port' })
+  addr?: string;
+
+  @ApiPropertyOptional({ description: 'redis: database number (`redis.db`)' })
+  @Field(() => Int, { nullable: true })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(1024)
+  db?: number;
+
+  @ApiPropertyOptional({ description: 'redis: connect with TLS' })
+  @Field({ nullable: true })
+  @IsOptional()
+  @IsBoolean()
+  tls?: boolean;
+}
+
+@InputType('GcSettingsInput', { description: "How the gateway runs a registry's garbage collector." })
+export class GcSettingsDto {
+  @ApiProperty({ type: GcExecutorDto })
+  @Field(() => GcExecutorDto)
+  @ValidateNested()
+  @Type(() => GcExecutorDto)
+  executor: GcExecutorDto;
+
+  @ApiPropertyOptional({
+    type: GcExecutorSecretsDto,
+    description: 'Write-only; stored encrypted. Omit to keep the stored secrets, send {} to remove them.',
+  })
+  @Field(() => GcExecutorSecretsDto, { nullable: true })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => GcExecutorSecretsDto)
+  secrets?: GcExecutorSecretsDto;
+
+  @ApiPropertyOptional({
+    enum: GC_FENCES,
+    default: 'gateway',
+    description:
+      'How writes are kept away during a run: `gateway` (the gateway takes no deletes and drains those in flight), `readonly` (also restart the registry in read-only mode), `stop` (also stop the registry), `none` (nothing; each run must confirm with allowUnfenced).',
+  })
+  @Field(() => String, { nullable: true, description: 'gateway, readonly, stop or none' })
+  @IsOptional()
+  @IsIn(GC_FENCES)
+  fence?: GcFence;
+
+  @ApiPropertyOptional({ type: GcCacheDto, default: { type: 'inmemory' } })
+  @Field(() => GcCacheDto, { nullable: true })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => GcCacheDto)
+  cache?: GcCacheDto;
+
+  @ApiPropertyOptional({ description: 'redis cache password; write-only, stored encrypted. Omit to keep.' })
+  @Field({ nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(512)
+  cachePassword?: string;
+
+  @ApiPropertyOptional({
+    default: 3600,
+    description:
+      'A blob written less than this many seconds ago is never collected: a run that would delete one waits until it is older (an upload whose manifest is still to come).',
+  })
+  @Field(() => Int, { nullable: true })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(WEEK_SECONDS)
+  graceSeconds?: number;
+
+  @ApiPropertyOptional({
+    default: 3600,
+    description: 'How long a run waits for the grace window before it fails with GRACE_WINDOW_BLOCKED.',
+  })
+  @Field(() => Int, { nullable: true })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(WEEK_SECONDS)
+  maxGraceWaitSeconds?: number;
+
+  @ApiPropertyOptional({
+    nullable: true,
+    description: 'Cron pattern (5 or 6 fields) for scheduled runs; null for none.',
+    example: '0 3 * * 0',
+  })
+  @Field(() => String, { nullable: true })
+  @IsOptional()
+  @IsString()
+  @MinLength(9)
+  @MaxLength(120)
+  schedule?: string | null;
+
+  @ApiPropertyOptional({
+    nullable: true,
+    description: 'IANA time zone of the schedule; default UTC.',
+    example: 'Europe/Berlin',
+  })
+  @Field(() => String, { nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(64)
+  scheduleTimezone?: string | null;
+
+  @ApiPropertyOptional({ default: false, description: 'Scheduled runs also delete untagged manifests.' })
+  @Field({ nullable: true })
+  @IsOptional()
+  @IsBoolean()
+  scheduleDeleteUntagged?: boolean;
+
+  @ApiPropertyOptional({
+    default: false,
+    description: 'Run GC automatically once deletions on this registry have settled (debounced).',
+  })
+  @Field({ nullable: true })
+  @IsOptional()
+  @IsBoolean()
+  afterDeletions?: boolean;
+
+  @ApiPropertyOptional({
+    default: 300,
+    description: 'Quiet time after the last settled deletion before that automatic run starts.',
+  })
+  @Field(() => Int, { nullable: true })
+  @IsOptional()
+  @IsInt()
+  @Min(0)
+  @Max(WEEK_SECONDS)
+  afterDeletionsDelaySeconds?: number;
+}
+
+@ObjectType('GcSettings', { description: "How the gateway runs a registry's garbage collector." })
+export class GcSettingsView {
+  @ApiProperty() @Field() registry: string;
+  @ApiProperty({ type: GcExecutorDto }) @Field(() => GcExecutorDto) executor: GcExecutorDto;
+  @ApiProperty({ type: GcExecutorSecretsStateView })
+  @Field(() => GcExecutorSecretsStateView)
+  secrets: GcExecutorSecretsStateView;
+  @ApiProperty({ type: GcExecutorCapabilitiesView })
+  @Field(() => GcExecutorCapabilitiesView)
+  capabilities: GcExecutorCapabilitiesView;
+  @ApiProperty({ enum: GC_FENCES }) @Field(() => String) fence: GcFence;
+  @ApiProperty({ type: GcCacheDto }) @Field(() => GcCacheDto) cache: GcCacheDto;
+  @ApiProperty() @Field() hasCachePassword: boolean;
+  @ApiProperty() @Field(() => Int) graceSeconds: number;
+  @ApiProperty() @Field(() => Int) maxGraceWaitSeconds: number;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) schedule: string | null;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) scheduleTimezone:
+    string | null;
+  @ApiProperty() @Field() scheduleDeleteUntagged: boolean;
+  @ApiProperty() @Field() afterDeletions: boolean;
+  @ApiProperty() @Field(() => Int) afterDeletionsDelaySeconds: number;
+  @ApiProperty({ enum: ['api', 'file'] }) @Field() source: string;
+}

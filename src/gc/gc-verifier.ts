@@ -1,0 +1,190 @@
+import { Redis } from 'ioredis';
+import pLimit from 'p-limit';
+import { DomainError } from '../common/domain-error.js';
+import type { RegistryClient } from '../registries/client/registry-client.js';
+import { isIndex, type FetchedManifest, type ImageManifest } from '../registries/client/oci-types.js';
+import { UpstreamError } from '../registries/client/upstream-error.js';
+import type { RepositoryDigest } from './gc-output.js';
+import type { GcCacheSettings, GcVerification } from './gc.entity.js';
+
+const MAX_PROBLEMS = 100;
+const CATALOG_PAGE = 1000;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const served = (status: number) => status === 200 || status === 206 || (status >= 300 && status < 400);
+
+/** Waits until the registry answers /v2/ again (after a restart); 401 counts: it is up, just asking for credentials. */
+export async function waitReady(
+  client: RegistryClient,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    signal?.throwIfAborted();
+    try {
+      const { status } = await client.ping();
+      if (status === 200 || status === 401) return;
+      last = `status ${status}`;
+    } catch (err) {
+      if (err instanceof UpstreamError && err.upstreamStatus === 401) return;
+      last = (err as Error).message;
+    }
+    await sleep(250);
+  }
+  throw new DomainError(
+    'REGISTRY_NOT_READY',
+    `registry "${client.name}" did not answer /v2/ within ${Math.round(timeoutMs / 1000)} s after a restart (${last})`,
+    504,
+    { registry: client.name },
+  );
+}
+
+/**
+ * Empties a Redis blob descriptor cache (distribution's keys `blobs::<digest>` and
+ * `repository::<name>::blobs[::<digest>]`); the registry refills it from storage. Returns the keys removed.
+ */
+export async function flushRedisCache(cache: GcCacheSettings, password: string | undefined): Promise<number> {
+  const [host, port] = (cache.addr ?? '').split(':');
+  const redis = new Redis({
+    host,
+    port: Number(port),
+    db: cache.db ?? 0,
+    password,
+    tls: cache.tls ? {} : undefined,
+    lazyConnect: true,
+    maxRetriesPerRequest: 2,
+    connectTimeout: 10_000,
+  });
+  try {
+    await redis.connect();
+    let removed = 0;
+    for (const match of ['blobs::*', 'repository::*::blobs*']) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+        cursor = next;
+        if (keys.length) removed += await redis.unlink(...keys);
+      } while (cursor !== '0');
+    }
+    return removed;
+  } catch (err) {
+    throw new DomainError(
+      'CACHE_FLUSH_FAILED',
+      `could not empty the registry's redis cache at ${cache.addr}: ${(err as Error).message}`,
+      502,
+      { addr: cache.addr },
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * After a collection: no blob it deleted may still be served in a repository that linked it, and every
+ * blob of every tagged manifest (platform manifests of indexes included) must be readable.
+ */
+export async function verifyCollection(
+  client: RegistryClient,
+  deleted: RepositoryDigest[],
+  concurrency: number,
+  signal?: AbortSignal,
+): Promise<GcVerification> {
+  const limit = pLimit(concurrency);
+  const result: GcVerification = {
+    ok: true,
+    deletedBlobsChecked: 0,
+    stillServed: [],
+    manifestsChecked: 0,
+    blobsChecked: 0,
+    missing: [],
+    truncated: false,
+  };
+  const note = <T>(list: T[], problem: T) => {
+    result.ok = false;
+    if (list.length < MAX_PROBLEMS) list.push(problem);
+    else result.truncated = true;
+  };
+
+  const deletedChecks = Promise.all(
+    deleted.map(({ repository, digest }) =>
+      limit(async () => {
+        signal?.throwIfAborted();
+        const status = await client.blobStatus(repository, digest);
+        result.deletedBlobsChecked++;
+        if (served(status)) note(result.stillServed, { repository, digest, status });
+      }),
+    ),
+  );
+
+  // Every repository at once: each request takes a slot of `limit`, so `concurrency` are in flight.
+  const checkRepository = async (repository: string) => {
+    signal?.throwIfAborted();
+    const tags = await limit(() => orGone(() => client.listTags(repository)));
+    if (!tags?.length) return;
+    const checkedBlobs = new Map<string, Promise<number>>();
+    const blobStatus = (blob: string) => {
+      let p = checkedBlobs.get(blob);
+      if (!p) {
+        p = limit(() => client.blobStatus(repository, blob));
+        checkedBlobs.set(blob, p);
+        result.blobsChecked++;
+      }
+      return p;
+    };
+    const checkManifest = async (tag: string, m: FetchedManifest): Promise<void> => {
+      result.manifestsChecked++;
+      const image = isIndex(m) ? null : (m.json as ImageManifest);
+      const blobs = image
+        ? [image.config?.digest, ...(image.layers ?? []).map((l) => l.digest)].filter(
+            (d): d is string => typeof d === 'string',
+          )
+        : [];
+      await Promise.all(
+        blobs.map(async (blob) => {
+          const status = await blobStatus(blob);
+          if (!served(status)) note(result.missing, { repository, tag, digest: m.digest, blob, status });
+        }),
+      );
+      if (isIndex(m)) {
+        await Promise.all(
+          (m.json.manifests ?? []).map(async (child) => {
+            const fetched = await limit(() => orGone(() => client.getManifest(repository, child.digest)));
+            if (!fetched)
+              note(result.missing, { repository, tag, digest: m.digest, blob: child.digest, status: 404 });
+            else await checkManifest(tag, fetched);
+          }),
+        );
+      }
+    };
+    await Promise.all(
+      tags.map(async (tag) => {
+        const m = await limit(() => orGone(() => client.getManifest(repository, tag)));
+        if (!m) note(result.missing, { repository, tag, digest: tag, blob: tag, status: 404 });
+        else await checkManifest(tag, m);
+      }),
+    );
+  };
+
+  const walks: Promise<void>[] = [];
+  let last: string | undefined;
+  do {
+    const page = await client.catalogPage(CATALOG_PAGE, last);
+    walks.push(...page.repositories.map(checkRepository));
+    // A page's walks run while the next page is read; a huge catalog is bounded by `limit`, not memory of promises per page.
+    if (walks.length >= 4 * CATALOG_PAGE) await Promise.all(walks.splice(0));
+    last = page.next ?? undefined;
+  } while (last);
+  await Promise.all([deletedChecks, ...walks]);
+  return result;
+}
+
+/** The value, or null when the registry says the thing does not exist (any 404). */
+async function orGone<T>(fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof UpstreamError && err.upstreamStatus === 404) return null;
+    throw err;
+  }
+}

@@ -1,0 +1,99 @@
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query, Res } from '@nestjs/common';
+import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { RequirePermission } from '../auth/auth.decorators.js';
+import { Ctx, RequestContext } from '../common/request-context.js';
+import { GcSettingsDto, GcSettingsView } from './gc-settings.dto.js';
+import { GcSettingsService } from './gc-settings.service.js';
+import { GcRequestDto, GcRunIdParam, GcRunPage, GcRunQueryDto, GcRunView } from './gc.dto.js';
+import { GcService } from './gc.service.js';
+
+@ApiTags('gc')
+@Controller('api/v1')
+export class GcController {
+  constructor(
+    private readonly gc: GcService,
+    private readonly settings: GcSettingsService,
+  ) {}
+
+  @Post('registries/:registry/gc')
+  @RequirePermission('gc:run', { registryParam: 'registry' })
+  @ApiOperation({
+    summary: 'Run the registry’s garbage collector (queued, fenced, verified)',
+    description:
+      'Answers 202 with the new run, or 200 with the run already queued or running on this registry: there is never more than one. A dry run lists what would be deleted and changes nothing.',
+  })
+  @ApiAcceptedResponse({ type: GcRunView, description: 'A new run was queued' })
+  @ApiOkResponse({ type: GcRunView, description: 'The registry’s run that is already queued or running' })
+  async run(
+    @Param('registry') registry: string,
+    @Body() dto: GcRequestDto,
+    @Ctx() ctx: RequestContext,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<GcRunView> {
+    const { run, created } = await this.gc.request(registry, dto, ctx);
+    void reply.status(created ? 202 : 200);
+    return run;
+  }
+
+  @Get('gc-runs')
+  @RequirePermission('gc:read', { registryQuery: 'registry' })
+  @ApiOperation({ summary: 'GC runs, newest first (history; filter by registry and status)' })
+  @ApiOkResponse({ type: GcRunPage })
+  list(@Query() q: GcRunQueryDto): Promise<GcRunPage> {
+    return this.gc.list(q);
+  }
+
+  @Get('gc-runs/:id')
+  @RequirePermission('gc:read', { checkedInHandler: true })
+  @ApiOperation({ summary: 'One GC run: phase, counts, bytes, output, verification, error' })
+  @ApiOkResponse({ type: GcRunView })
+  get(@Param() p: GcRunIdParam, @Ctx() ctx: RequestContext): Promise<GcRunView> {
+    return this.gc.getFor(p.id, ctx);
+  }
+
+  @Post('gc-runs/:id/cancel')
+  @HttpCode(202)
+  @RequirePermission('gc:run', { checkedInHandler: true })
+  @ApiOperation({
+    summary: 'Cancel a GC run',
+    description:
+      'A queued run ends at once. A running one is stopped at its worker’s next heartbeat: the collector is killed, the registry restored (started, out of read-only mode, cache emptied) and the fence dropped; the run ends `cancelled`. 409 GC_RUN_FINISHED when it already ended.',
+  })
+  @ApiAcceptedResponse({ type: GcRunView })
+  cancel(@Param() p: GcRunIdParam, @Ctx() ctx: RequestContext): Promise<GcRunView> {
+    return this.gc.cancel(p.id, ctx);
+  }
+
+  @Get('registries/:registry/gc-settings')
+  @RequirePermission('registries:read', { registryParam: 'registry', anyRepository: true })
+  @ApiOperation({ summary: 'How GC runs for this registry (secrets are never returned)' })
+  @ApiOkResponse({ type: GcSettingsView })
+  getSettings(@Param('registry') registry: string): Promise<GcSettingsView> {
+    return this.settings.get(registry);
+  }
+
+  @Put('registries/:registry/gc-settings')
+  @RequirePermission('registries:write', { registryParam: 'registry' })
+  @ApiOperation({
+    summary: 'Configure GC for this registry: executor, fence, cache, grace window, schedule',
+    description:
+      'Refused (FENCE_UNSUPPORTED) when the executor cannot do what the fence or the cache needs (restart, read-only mode, stop).',
+  })
+  @ApiOkResponse({ type: GcSettingsView })
+  putSettings(
+    @Param('registry') registry: string,
+    @Body() dto: GcSettingsDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<GcSettingsView> {
+    return this.settings.put(registry, dto, ctx);
+  }
+
+  @Delete('registries/:registry/gc-settings')
+  @HttpCode(204)
+  @RequirePermission('registries:write', { registryParam: 'registry' })
+  @ApiOperation({ summary: 'Remove the GC configuration (and its schedule) of this registry' })
+  async deleteSettings(@Param('registry') registry: string, @Ctx() ctx: RequestContext): Promise<void> {
+    await this.settings.remove(registry, ctx);
+  }
+}

@@ -1,0 +1,204 @@
+import { ArgsType, Field, GraphQLISODateTime, ID, InputType, Int, ObjectType } from '@nestjs/graphql';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { GraphQLJSONObject } from 'graphql-scalars';
+import type { GcFence, GcPhase, GcStatus, GcTrigger, GcVerification } from './gc.entity.js';
+
+export const GC_STATUSES: GcStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+export const GC_FENCES: GcFence[] = ['gateway', 'readonly', 'stop', 'none'];
+
+@InputType('GcRunInput', { description: 'What to collect.' })
+export class GcRequestDto {
+  @ApiPropertyOptional({ default: false, description: 'List what would be deleted and change nothing.' })
+  @Field({ nullable: true, description: 'List what would be deleted and change nothing.' })
+  @IsOptional()
+  @IsBoolean()
+  dryRun?: boolean;
+
+  @ApiPropertyOptional({
+    default: false,
+    description:
+      'Also delete manifests no tag points at (`--delete-untagged`). On Distribution 2.x this deletes the platform manifests of multi-arch images; the run then checks every candidate first and fails with DELETE_UNTAGGED_UNSAFE when an index references one.',
+  })
+  @Field({ nullable: true, description: 'Also delete manifests no tag points at (`--delete-untagged`).' })
+  @IsOptional()
+  @IsBoolean()
+  deleteUntagged?: boolean;
+
+  @ApiPropertyOptional({
+    default: false,
+    description:
+      'Required when the registry is configured with fence `none`: confirms that GC may run while the registry takes writes. Recorded on the run.',
+  })
+  @Field({
+    nullable: true,
+    description: 'Confirms a run without any fence (registries configured with fence `none`).',
+  })
+  @IsOptional()
+  @IsBoolean()
+  allowUnfenced?: boolean;
+}
+
+@ObjectType('GcVerificationProblem')
+export class GcProblemView {
+  @ApiProperty() @Field() repository: string;
+  @ApiPropertyOptional() @Field({ nullable: true }) tag?: string;
+  @ApiPropertyOptional() @Field({ nullable: true }) digest?: string;
+  @ApiPropertyOptional() @Field({ nullable: true }) blob?: string;
+  @ApiProperty() @Field(() => Int) status: number;
+}
+
+@ObjectType('GcVerification', { description: 'What the gateway checked after the collection.' })
+export class GcVerificationView {
+  @ApiProperty() @Field() ok: boolean;
+  @ApiProperty({ description: 'Deleted blobs looked up through the registry API; each must be gone.' })
+  @Field(() => Int)
+  deletedBlobsChecked: number;
+  @ApiProperty({ type: [GcProblemView], description: 'Deleted blobs the registry still serves.' })
+  @Field(() => [GcProblemView])
+  stillServed: GcProblemView[];
+  @ApiProperty({ description: 'Tagged manifests whose every blob was fetched.' })
+  @Field(() => Int)
+  manifestsChecked: number;
+  @ApiProperty() @Field(() => Int) blobsChecked: number;
+  @ApiProperty({ type: [GcProblemView], description: 'Blobs of tagged manifests that are missing.' })
+  @Field(() => [GcProblemView])
+  missing: GcProblemView[];
+  @ApiProperty({ description: 'More problems were found than are listed.' }) @Field() truncated: boolean;
+}
+
+@ObjectType('GcRunActor')
+export class GcActorView {
+  @ApiProperty() @Field() type: string;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) id: string | null;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) name: string | null;
+}
+
+@ObjectType('GcRunError')
+export class GcErrorView {
+  @ApiProperty({ example: 'GC_COMMAND_FAILED' }) @Field() code: string;
+  @ApiProperty() @Field() message: string;
+}
+
+@ObjectType('GcRun', { description: 'One garbage collection of a registry, queued, fenced and verified.' })
+export class GcRunView {
+  @ApiProperty() @Field(() => ID) id: string;
+  @ApiProperty() @Field() registry: string;
+  @ApiProperty({ enum: ['manual', 'schedule', 'after_deletions'] })
+  @Field(() => String, { description: 'manual, schedule or after_deletions' })
+  trigger: GcTrigger;
+  @ApiProperty({ type: GcActorView }) @Field(() => GcActorView) actor: GcActorView;
+  @ApiProperty() @Field() dryRun: boolean;
+  @ApiProperty() @Field() deleteUntagged: boolean;
+  @ApiProperty({ enum: GC_FENCES, description: 'How writes were kept away while it ran' })
+  @Field(() => String, { description: 'gateway, readonly, stop or none' })
+  fence: GcFence;
+  @ApiProperty({ description: 'The run was confirmed to go without a fence' })
+  @Field()
+  unfencedAllowed: boolean;
+  @ApiProperty({ example: 'local' }) @Field() executor: string;
+  @ApiProperty({ enum: GC_STATUSES })
+  @Field(() => String, { description: 'queued, running, succeeded, failed or cancelled' })
+  status: GcStatus;
+  @ApiProperty({
+    description:
+      'queued, fencing, measuring, planning, waiting-grace, collecting, clearing-cache, verifying, unfencing, done',
+  })
+  @Field(() => String)
+  phase: GcPhase;
+  @ApiProperty({
+    description: 'A cancel was asked for; the worker stops the collector and restores the registry',
+  })
+  @Field()
+  cancelRequested: boolean;
+  @ApiProperty() @Field(() => Int) attempts: number;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => Int, { nullable: true }) blobsMarked: number | null;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => Int, { nullable: true }) blobsDeleted: number | null;
+  @ApiPropertyOptional({ nullable: true })
+  @Field(() => Int, { nullable: true })
+  manifestsDeleted: number | null;
+  @ApiPropertyOptional({ nullable: true, description: 'Storage used before, measured through the executor' })
+  @Field(() => Number, { nullable: true })
+  bytesBefore: number | null;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => Number, { nullable: true }) bytesAfter: number | null;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => Number, { nullable: true }) bytesFreed: number | null;
+  @ApiPropertyOptional({
+    nullable: true,
+    description: 'Sum of the sizes of the blobs listed for deletion (what a dry run reports)',
+  })
+  @Field(() => Number, { nullable: true })
+  bytesEstimated: number | null;
+  @ApiPropertyOptional({ nullable: true }) @Field(() => Int, { nullable: true }) exitCode: number | null;
+  @ApiPropertyOptional({
+    nullable: true,
+    description: 'The command output (size-capped: head and tail kept)',
+  })
+  @Field(() => String, { nullable: true })
+  output: string | null;
+  @ApiProperty() @Field() outputTruncated: boolean;
+  @ApiPropertyOptional({ type: GcVerificationView, nullable: true })
+  @Field(() => GcVerificationView, { nullable: true })
+  verification: GcVerification | null;
+  @ApiPropertyOptional({ type: GcErrorView, nullable: true })
+  @Field(() => GcErrorView, { nullable: true })
+  error: GcErrorView | null;
+  @ApiProperty() @Field(() => GraphQLISODateTime) createdAt: Date;
+  @ApiPropertyOptional({ nullable: true })
+  @Field(() => GraphQLISODateTime, { nullable: true })
+  startedAt: Date | null;
+  @ApiPropertyOptional({ nullable: true, description: 'Last sign of life of the worker running it' })
+  @Field(() => GraphQLISODateTime, { nullable: true })
+  heartbeatAt: Date | null;
+  @ApiPropertyOptional({ nullable: true })
+  @Field(() => GraphQLISODateTime, { nullable: true })
+  finishedAt: Date | null;
+  @ApiProperty({
+    description: 'Milliseconds spent in each phase (fencing, measuring, planning, collecting, ...)',
+    example: { fencing: 12, collecting: 5321 },
+  })
+  @Field(() => GraphQLJSONObject, { description: 'Milliseconds spent in each phase.' })
+  phaseMs: Record<string, number>;
+}
+
+@ObjectType('GcRunPage')
+export class GcRunPage {
+  @ApiProperty({ type: [GcRunView] }) @Field(() => [GcRunView]) items: GcRunView[];
+  @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) nextCursor: string | null;
+}
+
+@ArgsType()
+export class GcRunQueryDto {
+  @ApiPropertyOptional()
+  @Field({ nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(63)
+  registry?: string;
+  @ApiPropertyOptional({ enum: GC_STATUSES })
+  @Field(() => String, { nullable: true })
+  @IsOptional()
+  @IsIn(GC_STATUSES)
+  status?: GcStatus;
+  @ApiPropertyOptional({ minimum: 1, maximum: 200, default: 50 })
+  @Field(() => Int, { nullable: true })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(200)
+  limit?: number;
+  @ApiPropertyOptional()
+  @Field({ nullable: true })
+  @IsOptional()
+  @IsString()
+  @MaxLength(2048)
+  cursor?: string;
+}
+
+export class GcRunIdParam {
+  @Matches(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
+    message: 'id must be a GC run id (uuid)',
+  })
+  id: string;
+}

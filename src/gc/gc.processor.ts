@@ -1,0 +1,839 @@
+import { InjectQueue } from '@nestjs/bullmq';
+import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { EventEmitter2, OnEvent } from '@nestjs/event-emitter';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { Job, Queue, Worker } from 'bullmq';
+import { DataSource } from 'typeorm';
+import { AppConfig } from '../config/app-config.js';
+import { DomainError } from '../common/domain-error.js';
+import { workerMetrics } from '../common/worker-metrics.js';
+import { SYSTEM_CONTEXT } from '../common/request-context.js';
+import { DELETION_SETTLED_EVENT, type DeletionSettledEvent } from '../deletions/deletion.service.js';
+import { RegistryThrottle, type RegistryFence } from '../deletions/registry-throttle.js';
+import { Jobs, Queues, type GcRegistryPayload, type GcRunPayload } from '../queue/queue.constants.js';
+import { redisOptions } from '../queue/redis-options.js';
+import type { RegistryClient } from '../registries/client/registry-client.js';
+import { RegistriesService } from '../registries/registries.service.js';
+import { RegistryClients } from '../registries/registry-clients.service.js';
+import type { RegistryEntity } from '../registries/registry.entity.js';
+import { DEFAULT_CONTAINER_STORAGE_PATH, type ExecResult, type GcExecutor } from './executors/gc-executor.js';
+import { parseGcOutput, type GcOutputSummary, type RepositoryDigest } from './gc-output.js';
+import { GcSettingsService } from './gc-settings.service.js';
+import { flushRedisCache, verifyCollection, waitReady } from './gc-verifier.js';
+import { GcRunEntity, GcSettingsEntity, type GcPhase, type GcVerification } from './gc.entity.js';
+import { GC_FINISHED_EVENT, GcService } from './gc.service.js';
+
+const STAT_BATCH = 200;
+const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
+const isCancel = (err: unknown) => err instanceof DomainError && err.code === 'GC_CANCELLED';
+/** Live output kept on the run while the collector runs (the final output replaces it). */
+const LIVE_OUTPUT_TAIL = 64 * 1024;
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      reject(signal.reason as Error);
+    });
+  });
+
+interface Plan {
+  /** Nothing was ever pushed: the collector fails on the missing repositories folder; nothing to do. */
+  empty: boolean;
+  summary: GcOutputSummary;
+  output: ExecResult;
+  /** Candidate blob digest -> size and modification time (seconds since the epoch). */
+  blobs: Map<string, { size: number; mtime: number }>;
+  bytesEstimated: number;
+}
+
+/** Where a run stands, written to its row every GC_HEARTBEAT_MS so a reader sees progress and life. */
+class Progress {
+  phase: GcPhase = 'fencing';
+  /** Time per phase; a phase entered twice (planning again after a wait) adds up. */
+  readonly phaseMs: Record<string, number> = {};
+  private since = performance.now();
+  private tail = '';
+  private live = false;
+  private timer?: NodeJS.Timeout;
+  private writing: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly runId: string,
+    private readonly job: Job,
+    private readonly abort: AbortController,
+  ) {}
+
+  start(everyMs: number) {
+    this.timer = setInterval(() => void this.beat(), everyMs);
+  }
+
+  async to(phase: GcPhase) {
+    this.close();
+    this.phase = phase;
+    await this.beat();
+  }
+
+  /** Books the time since the last phase change to the current phase. */
+  close() {
+    const now = performance.now();
+    this.phaseMs[this.phase] = Math.round((this.phaseMs[this.phase] ?? 0) + now - this.since);
+    this.since = now;
+  }
+
+  output(chunk: string) {
+    this.live = true;
+    this.tail = (this.tail + chunk).slice(-LIVE_OUTPUT_TAIL);
+  }
+
+  beat(): Promise<unknown> {
+    const tail = this.live ? this.tail : null;
+    this.writing = this.writing
+      .then(async () => {
+        const [rows] = (await this.ds.query(
+          `UPDATE gc_runs SET heartbeat_at = now(), updated_at = now(), phase = $2, output = COALESCE($3, output)
+            WHERE id = $1 AND status = 'running' RETURNING cancel_requested`,
+          [this.runId, this.phase, tail],
+        )) as [{ cancel_requested: boolean }[], number];
+        // A cancel asked through any API replica reaches the worker at its next heartbeat.
+        if (rows[0]?.cancel_requested && !this.abort.signal.aborted)
+          this.abort.abort(new DomainError('GC_CANCELLED', 'the run was cancelled', 409));
+        await this.job.updateProgress({ phase: this.phase });
+      })
+      .catch(() => undefined);
+    return this.writing;
+  }
+
+  async stop() {
+    clearInterval(this.timer);
+    await this.writing;
+  }
+}
+
+/**
+ * Runs GC jobs: fence, measure, plan (a dry run), wait out the grace window, collect, clear the blob
+ * descriptor cache, verify through the registry's API, measure, unfence. Also the sweep (runs committed
+ * but not queued; runs of crashed workers, whose registry is restored and whose run is failed), the
+ * schedules and the debounced run after deletions.
+ */
+@Injectable()
+export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(GcProcessor.name);
+  private worker?: Worker;
+  private readonly aborts = new Set<AbortController>();
+
+  constructor(
+    private readonly config: AppConfig,
+    @InjectDataSource() private readonly ds: DataSource,
+    private readonly events: EventEmitter2,
+    private readonly registries: RegistriesService,
+    private readonly clients: RegistryClients,
+    private readonly settings: GcSettingsService,
+    private readonly gc: GcService,
+    private readonly throttle: RegistryThrottle,
+    @InjectQueue(Queues.gc) private readonly queue: Queue,
+  ) {}
+
+  async onApplicationBootstrap() {
+    const { lockMs } = this.config.queue;
+    this.worker = new Worker(Queues.gc, (job: Job) => this.process(job), {
+      connection: redisOptions(this.config.redis.url),
+      prefix: this.config.redis.prefix,
+      // Runs of different registries in parallel; one registry never has two (unique index).
+      concurrency: 4,
+      lockDuration: lockMs,
+      stalledInterval: lockMs,
+      // A stalled run is handed out once more, and that attempt restores the registry and fails the run.
+      maxStalledCount: 1,
+    });
+    this.worker.on('error', (err) => this.logger.error(`GC worker: ${err.message}`));
+    await this.queue.upsertJobScheduler(
+      Jobs.gcSweep,
+      { every: this.config.gc.sweepEveryMs },
+      { name: Jobs.gcSweep, opts: { removeOnComplete: { count: 10 }, removeOnFail: { count: 100 } } },
+    );
+    await this.settings
+      .reconcileSchedules()
+      .catch((err: Error) => this.logger.warn(`GC schedules not reconciled: ${err.message}`));
+  }
+
+  async onApplicationShutdown() {
+    // A shutdown mid-run ends it as failed with the registry restored, rather than leaving it to the sweep.
+    for (const a of this.aborts)
+      a.abort(new DomainError('WORKER_SHUTDOWN', 'the worker is shutting down', 503));
+    await this.worker?.close();
+  }
+
+  /** Deletions on a registry settled: (re)start its debounced automatic run. */
+  @OnEvent(DELETION_SETTLED_EVENT)
+  async onDeletionSettled(e: DeletionSettledEvent): Promise<void> {
+    try {
+      const s = await this.settings.find(e.registryId);
+      if (!s?.afterDeletions) return;
+      const delay = s.afterDeletionsDelaySeconds * 1000;
+      await this.queue.add(Jobs.gcAfterDeletions, { registryId: e.registryId } satisfies GcRegistryPayload, {
+        delay,
+        deduplication: {
+          id: `gc-after-deletions-${e.registryId}`,
+          ttl: Math.max(1, delay),
+          extend: true,
+          replace: true,
+        },
+        removeOnComplete: { count: 100 },
+        removeOnFail: { count: 100 },
+      });
+    } catch (err) {
+      this.logger.warn(`GC after deletions not scheduled: ${(err as Error).message}`);
+    }
+  }
+
+  async process(job: Job): Promise<unknown> {
+    switch (job.name) {
+      case Jobs.gcSweep:
+        return this.sweep();
+      case Jobs.gcScheduled:
+        return this.trigger((job.data as GcRegistryPayload).registryId, 'schedule');
+      case Jobs.gcAfterDeletions:
+        return this.trigger((job.data as GcRegistryPayload).registryId, 'after_deletions');
+      case Jobs.gcRun:
+        return this.execute((job.data as GcRunPayload).runId, job);
+      default:
+        throw new Error(`unknown job ${job.name}`);
+    }
+  }
+
+  private async trigger(registryId: string, trigger: 'schedule' | 'after_deletions') {
+    const registry = (await this.registries.list()).find((r) => r.id === registryId);
+    const s = registry && (await this.settings.find(registry.id));
+    if (!registry || !s || (trigger === 'schedule' && !s.schedule)) return { skipped: 'not configured' };
+    // The settings are the operator's standing decision, fence `none` included.
+    const { run, created } = await this.gc.request(
+      registry.name,
+      {
+        dryRun: false,
+        deleteUntagged: trigger === 'schedule' && s.scheduleDeleteUntagged,
+        allowUnfenced: true,
+      },
+      SYSTEM_CONTEXT,
+      trigger,
+    );
+    return { runId: run.id, created };
+  }
+
+  /** Queues runs that never reached the queue; restores and fails runs whose worker died. */
+  async sweep(): Promise<{ queued: string[]; recovered: string[] }> {
+    const queued: string[] = [];
+    const waiting = (await this.ds.query(
+      `SELECT id FROM gc_runs WHERE status = 'queued' AND created_at < now() - interval '5 seconds' ORDER BY created_at`,
+    )) as { id: string }[];
+    for (const { id } of waiting) {
+      const state = await this.queue.getJobState(id);
+      if (state === 'completed' || state === 'failed') await this.queue.remove(id);
+      else if (state !== 'unknown') continue;
+      if (await this.gc.enqueue(id)) queued.push(id);
+    }
+    const recovered: string[] = [];
+    const staleMs = 3 * Math.max(this.config.gc.heartbeatMs, this.config.queue.lockMs);
+    const stale = (await this.ds.query(
+      `SELECT id FROM gc_runs WHERE status = 'running'
+          AND COALESCE(heartbeat_at, started_at, created_at) < now() - make_interval(secs => $1::float / 1000)`,
+      [staleMs],
+    )) as { id: string }[];
+    for (const { id } of stale) {
+      if ((await this.queue.getJobState(id)) === 'active') continue;
+      const run = await this.claimForRecovery(id);
+      if (run) {
+        await this.recover(run);
+        recovered.push(id);
+      }
+    }
+    return { queued, recovered };
+  }
+
+  private async claimForRecovery(id: string): Promise<GcRunEntity | null> {
+    // Heartbeat bumped under the row lock: two sweeps never recover the same run at once.
+    const rows = (await this.ds.query(
+      `UPDATE gc_runs SET heartbeat_at = now() WHERE id = $1 AND status = 'running' RETURNING id`,
+      [id],
+    )) as [unknown[], number];
+    return rows[1] ? this.gc.find(id) : null;
+  }
+
+  private async execute(runId: string, job: Job): Promise<unknown> {
+    const claimed = await this.ds.transaction(async (m) => {
+      const [row] = (await m.query(`SELECT status FROM gc_runs WHERE id = $1 FOR UPDATE`, [runId])) as {
+        status: string;
+      }[];
+      if (!row) return 'gone' as const;
+      if (FINISHED.has(row.status)) return 'finished' as const;
+      if (row.status === 'running') return 'crashed' as const;
+      await m.query(
+        `UPDATE gc_runs SET status = 'running', phase = 'fencing', attempts = attempts + 1,
+           started_at = now(), heartbeat_at = now(), updated_at = now() WHERE id = $1`,
+        [runId],
+      );
+      const run = await m.getRepository(GcRunEntity).findOneByOrFail({ id: runId });
+      await this.gc.audit(m, run, 'gc.started', 'pending', this.contextOf(run), {
+        fence: run.fence,
+        dryRun: run.dryRun,
+        deleteUntagged: run.deleteUntagged,
+        executor: run.executor,
+      });
+      return run;
+    });
+    if (claimed === 'gone' || claimed === 'finished') return { runId, skipped: claimed };
+    if (claimed === 'crashed') {
+      // The worker that had it died (BullMQ handed the stalled job out again).
+      await this.recover(await this.gc.find(runId));
+      return { runId, recovered: true };
+    }
+    const abort = new AbortController();
+    this.aborts.add(abort);
+    const progress = new Progress(this.ds, runId, job, abort);
+    progress.start(this.config.gc.heartbeatMs);
+    try {
+      await this.run(claimed, progress, abort.signal);
+    } catch (err) {
+      await progress.stop();
+      await this.finish(claimed.id, 'failed', {}, err);
+    } finally {
+      await progress.stop();
+      this.aborts.delete(abort);
+    }
+    return { runId };
+  }
+
+  private async run(run: GcRunEntity, progress: Progress, signal: AbortSignal): Promise<void> {
+    const registry = await this.registries.get(run.registry);
+    if (registry.id !== run.registryId)
+      throw new DomainError('REGISTRY_NOT_FOUND', `registry "${run.registry}" was replaced`, 404);
+    const settings = await this.settings.require(registry);
+    const executor = this.settings.executorFor(settings);
+    const client = this.clients.for(registry);
+    const root = settings.executor.storagePath ?? DEFAULT_CONTAINER_STORAGE_PATH;
+    let fence: RegistryFence | undefined;
+    let state: 'normal' | 'readonly' | 'stopped' = 'normal';
+    const fields: Partial<Record<string, unknown>> = {};
+    let failure: unknown;
+    let collecting = false;
+    let cacheCleared = false;
+    try {
+      if (!run.dryRun) {
+        await progress.to('fencing');
+        if (run.fence !== 'none')
+          fence = await this.throttle.fence(registry, run.id, this.config.gc.drainTimeoutMs);
+        if (run.fence === 'readonly') {
+          state = 'readonly';
+          await executor.restart({ readOnly: true });
+          await waitReady(client, this.config.gc.readyTimeoutMs, signal);
+        } else if (run.fence === 'stop') {
+          state = 'stopped';
+          await executor.stop();
+        }
+      }
+
+      await progress.to('measuring');
+      const before = await executor.storageBytes(signal);
+      fields.bytes_before = before;
+
+      await progress.to('planning');
+      // A dry run first only when something must be known before anything is deleted: whether a young
+      // blob (grace window) or an index's child (--delete-untagged on 2.x) is among the candidates.
+      const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
+      const young =
+        !run.dryRun && settings.graceSeconds > 0
+          ? await this.youngBlobs(executor, root, settings.graceSeconds, signal)
+          : new Set<string>();
+      let plan: Plan | null = null;
+      if (run.dryRun || young.size > 0 || (run.deleteUntagged && !v3)) {
+        plan = await this.plan(executor, root, run, signal);
+        fields.bytes_estimated = plan.bytesEstimated;
+        fields.blobs_marked = plan.summary.blobsMarked;
+        if (run.deleteUntagged && !v3)
+          await this.guardUntagged(registry, client, plan.summary, state === 'stopped');
+        if (run.dryRun || plan.empty) {
+          // What a real run would delete; nothing changed (or nothing to collect in an empty registry).
+          Object.assign(fields, {
+            blobs_deleted: plan.blobs.size,
+            manifests_deleted: plan.summary.manifestsDeleted.length,
+            exit_code: plan.output.exitCode,
+            output: plan.output.output,
+            output_truncated: plan.output.outputTruncated,
+          });
+          return;
+        }
+        plan = await this.waitForGrace(executor, root, run, settings, plan, progress, signal);
+        fields.bytes_estimated = plan.bytesEstimated;
+      }
+      // Sizes of every blob, to estimate what the collection frees from the blobs it lists; and which
+      // repositories link each blob: where verification must find the deleted ones gone.
+      const sizes = plan ? null : await this.blobSizes(executor, root, signal);
+      const links = await this.layerLinks(executor, root, signal);
+
+      await progress.to('collecting');
+      collecting = true;
+      const out = await executor.garbageCollect({
+        dryRun: false,
+        deleteUntagged: run.deleteUntagged,
+        onOutput: (chunk) => progress.output(chunk),
+        signal,
+      });
+      const summary = parseGcOutput(out.output);
+      Object.assign(fields, {
+        exit_code: out.exitCode,
+        output: out.output,
+        output_truncated: out.outputTruncated,
+        blobs_marked: summary.blobsMarked,
+        blobs_deleted: summary.blobsDeleted.length,
+        manifests_deleted: summary.manifestsDeleted.length,
+      });
+      if (out.exitCode !== 0 && summary.nothingStored) {
+        Object.assign(fields, { exit_code: 0, blobs_deleted: 0, manifests_deleted: 0, bytes_estimated: 0 });
+        return;
+      }
+      if (out.exitCode !== 0 || summary.errors.length)
+        throw new DomainError(
+          'GC_COMMAND_FAILED',
+          `garbage-collect exited with ${out.exitCode}${summary.errors.length ? `: ${summary.errors[0]}` : ''}`,
+          502,
+          { exitCode: out.exitCode },
+        );
+      if (sizes) fields.bytes_estimated = summary.blobsDeleted.reduce((n, d) => n + (sizes.get(d) ?? 0), 0);
+
+      await progress.to('clearing-cache');
+      if (settings.cache.type === 'redis')
+        await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
+      if (state === 'stopped') {
+        await executor.start({ readOnly: false });
+        state = 'normal';
+      } else if (state === 'readonly' || settings.cache.type === 'inmemory') {
+        await executor.restart({ readOnly: false });
+        state = 'normal';
+      }
+      cacheCleared = true;
+      await waitReady(client, this.config.gc.readyTimeoutMs, signal);
+
+      await progress.to('verifying');
+      const deleted = new Set(summary.blobsDeleted);
+      const verification = await verifyCollection(
+        client,
+        links.filter((l) => deleted.has(l.digest)),
+        this.config.gc.verifyConcurrency,
+        signal,
+      );
+      fields.verification = verification;
+
+      await progress.to('measuring');
+      const after = await executor.storageBytes(signal);
+      Object.assign(fields, { bytes_after: after, bytes_freed: Math.max(0, before - after) });
+
+      await progress.to('unfencing');
+      await fence?.release();
+      fence = undefined;
+      if (!verification.ok) throw verificationFailed(verification);
+    } catch (err) {
+      failure = err;
+    } finally {
+      // Whatever happened, the registry goes back to serving writes (with an empty blob descriptor cache
+      // once the collector touched the storage) and the gateway to deleting.
+      const restore = async () => {
+        if (collecting && !cacheCleared && settings.cache.type === 'redis')
+          await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
+        if (state === 'stopped') await executor.start({ readOnly: false });
+        else if (state === 'readonly' || (collecting && !cacheCleared && settings.cache.type === 'inmemory'))
+          await executor.restart({ readOnly: false });
+      };
+      await restore().catch((err: Error) =>
+        this.logger.error(`GC run ${run.id}: registry "${registry.name}" not restored: ${err.message}`),
+      );
+      await fence?.release().catch(() => undefined);
+      await executor.close().catch(() => undefined);
+      progress.close();
+      fields.phase_ms = progress.phaseMs;
+      await this.finish(
+        run.id,
+        failure === undefined ? 'succeeded' : isCancel(failure) ? 'cancelled' : 'failed',
+        fields,
+        failure,
+        progress.phase,
+      );
+    }
+  }
+
+  /** A dry run of the collector: what a real run would delete, with disk usage and ages from the storage. */
+  private async plan(
+    executor: GcExecutor,
+    root: string,
+    run: GcRunEntity,
+    signal: AbortSignal,
+  ): Promise<Plan> {
+    const output = await executor.garbageCollect({
+      dryRun: true,
+      deleteUntagged: run.deleteUntagged,
+      signal,
+    });
+    const summary = parseGcOutput(output.output);
+    if (output.exitCode !== 0 && summary.nothingStored)
+      return { empty: true, summary, output, blobs: new Map(), bytesEstimated: 0 };
+    if (output.exitCode !== 0 || summary.errors.length)
+      throw new DomainError(
+        'GC_COMMAND_FAILED',
+        `garbage-collect --dry-run exited with ${output.exitCode}${summary.errors.length ? `: ${summary.errors[0]}` : ''}`,
+        502,
+        { exitCode: output.exitCode, output: output.output.slice(-4000) },
+      );
+    const blobs = await this.statBlobs(executor, root, summary.blobsDeleted, signal);
+    let bytesEstimated = 0;
+    for (const b of blobs.values()) bytesEstimated += b.size;
+    return { empty: false, summary, output, blobs, bytesEstimated };
+  }
+
+  private async statBlobs(
+    executor: GcExecutor,
+    root: string,
+    digests: string[],
+    signal: AbortSignal,
+  ): Promise<Map<string, { size: number; mtime: number }>> {
+    const out = new Map<string, { size: number; mtime: number }>();
+    const pathOf = (d: string) => {
+      const [alg, hex] = d.split(':');
+      return `${root}/docker/registry/v2/blobs/${alg}/${hex.slice(0, 2)}/${hex}/data`;
+    };
+    const byPath = new Map(digests.map((d) => [pathOf(d), d]));
+    const paths = [...byPath.keys()];
+    for (let i = 0; i < paths.length; i += STAT_BATCH) {
+      const batch = paths.slice(i, i + STAT_BATCH);
+      // A blob already gone makes stat exit 1; the others are still listed.
+      // Allocated blocks x block size: disk usage, the unit `du` measures the storage in, so estimated
+      // and freed bytes compare.
+      const r = await executor.exec(['stat', '-c', '%b %B %Y %n', ...batch], { signal });
+      for (const line of r.output.split('\n')) {
+        const m = /^(\d+) (\d+) (\d+) (.+)$/.exec(line.trim());
+        const digest = m && byPath.get(m[4]);
+        if (digest) out.set(digest, { size: Number(m[1]) * Number(m[2]), mtime: Number(m[3]) });
+      }
+    }
+    // Blobs the collector lists but stat did not find still count, with no size known.
+    for (const d of digests) if (!out.has(d)) out.set(d, { size: 0, mtime: 0 });
+    return out;
+  }
+
+  /**
+   * A blob written less than graceSeconds ago may be the upload of an image whose manifest is still to
+   * come: the run waits until every candidate is older, planning again, for at most maxGraceWaitSeconds.
+   */
+  private async waitForGrace(
+    executor: GcExecutor,
+    root: string,
+    run: GcRunEntity,
+    settings: GcSettingsEntity,
+    plan: Plan,
+    progress: Progress,
+    signal: AbortSignal,
+  ): Promise<Plan> {
+    const deadline = Date.now() + settings.maxGraceWaitSeconds * 1000;
+    for (;;) {
+      const cutoff = Date.now() / 1000 - settings.graceSeconds;
+      const young = [...plan.blobs].filter(([, b]) => b.mtime > cutoff);
+      if (!young.length) return plan;
+      const newest = Math.max(...young.map(([, b]) => b.mtime));
+      const waitMs = (newest + settings.graceSeconds) * 1000 - Date.now() + 1000;
+      if (Date.now() + waitMs > deadline)
+        throw new DomainError(
+          'GRACE_WINDOW_BLOCKED',
+          `${young.length} blob(s) the collector would delete were written less than ${settings.graceSeconds} s ago (an upload may still be waiting for its manifest); waiting for them would exceed maxGraceWaitSeconds (${settings.maxGraceWaitSeconds} s)`,
+          409,
+          { blobs: young.slice(0, 20).map(([d]) => d), graceSeconds: settings.graceSeconds },
+        );
+      await progress.to('waiting-grace');
+      await sleep(Math.max(1000, waitMs), signal);
+      await progress.to('planning');
+      plan = await this.plan(executor, root, run, signal);
+    }
+  }
+
+  /** Every `<repo>/_layers/<alg>/<hex>/link`: which repositories serve which blob. */
+  private async layerLinks(
+    executor: GcExecutor,
+    root: string,
+    signal: AbortSignal,
+  ): Promise<RepositoryDigest[]> {
+    const re = /\/repositories\/(.+)\/_layers\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
+    const links: RepositoryDigest[] = [];
+    // Revisions and uploads are pruned: the walk stays proportional to the layers, not the manifests.
+    await this.lines(
+      executor,
+      [
+        'find',
+        `${root}/docker/registry/v2/repositories`,
+        '(',
+        '-name',
+        '_manifests',
+        '-o',
+        '-name',
+        '_uploads',
+        ')',
+        '-prune',
+        '-o',
+        '-path',
+        '*/_layers/*/link',
+        '-type',
+        'f',
+        '-print',
+      ],
+      signal,
+      (line) => {
+        const m = re.exec(line);
+        if (m) links.push({ repository: m[1], digest: `${m[2]}:${m[3]}` });
+      },
+    );
+    return links;
+  }
+
+  /** Disk usage of every blob (`du -ak`, KiB blocks as the before/after measurements count them). */
+  private async blobSizes(
+    executor: GcExecutor,
+    root: string,
+    signal: AbortSignal,
+  ): Promise<Map<string, number>> {
+    const re = /^(\d+)\s+.*\/blobs\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)\/data$/;
+    const sizes = new Map<string, number>();
+    await this.lines(executor, ['du', '-ak', `${root}/docker/registry/v2/blobs`], signal, (line) => {
+      const m = re.exec(line);
+      if (m) sizes.set(`${m[2]}:${m[3]}`, Number(m[1]) * 1024);
+    });
+    return sizes;
+  }
+
+  /** Blobs written within the grace window. */
+  private async youngBlobs(
+    executor: GcExecutor,
+    root: string,
+    graceSeconds: number,
+    signal: AbortSignal,
+  ): Promise<Set<string>> {
+    const re = /\/blobs\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)\/data$/;
+    const young = new Set<string>();
+    await this.lines(
+      executor,
+      [
+        'find',
+        `${root}/docker/registry/v2/blobs`,
+        '-type',
+        'f',
+        '-name',
+        'data',
+        '-mmin',
+        `-${Math.ceil(graceSeconds / 60)}`,
+      ],
+      signal,
+      (line) => {
+        const m = re.exec(line);
+        if (m) young.add(`${m[1]}:${m[2]}`);
+      },
+    );
+    return young;
+  }
+
+  /**
+   * Runs a listing command and hands each output line to `onLine` as it streams, so a listing larger
+   * than the executor's output cap is still read whole. A missing folder (nothing pushed yet) lists nothing.
+   */
+  private async lines(
+    executor: GcExecutor,
+    argv: string[],
+    signal: AbortSignal,
+    onLine: (line: string) => void,
+  ): Promise<void> {
+    let pending = '';
+    const r = await executor.exec(argv, {
+      signal,
+      onOutput: (chunk) => {
+        const parts = (pending + chunk).split('\n');
+        pending = parts.pop()!;
+        for (const p of parts) onLine(p.trim());
+      },
+    });
+    if (pending) onLine(pending.trim());
+    if (r.exitCode !== 0 && !/No such file or directory/.test(r.output))
+      throw new DomainError(
+        'EXECUTOR_COMMAND_FAILED',
+        `${argv[0]} exited with ${r.exitCode}: ${r.output.slice(-500)}`,
+        502,
+        {
+          command: argv.slice(0, 2),
+        },
+      );
+  }
+
+  /**
+   * `--delete-untagged` on Distribution 2.x deletes the platform manifests of multi-arch images. Allowed
+   * only when no index references a candidate: the collector's own listing (2.8 marks what the tagged
+   * index keeps) and, with the registry up, the indexes of every candidate's repository.
+   */
+  private async guardUntagged(
+    registry: RegistryEntity,
+    client: RegistryClient,
+    summary: GcOutputSummary,
+    stopped: boolean,
+  ): Promise<void> {
+    if (registry.probe?.distributionVersion?.startsWith('3')) return;
+    const unsafe: RepositoryDigest[] = [...summary.referencedManifestsDeleted];
+    if (!stopped) {
+      const byRepo = new Map<string, Set<string>>();
+      for (const c of summary.manifestsDeleted)
+        byRepo.set(c.repository, (byRepo.get(c.repository) ?? new Set()).add(c.digest));
+      for (const [repository, candidates] of byRepo) {
+        for (const tag of await client.listTags(repository).catch(() => [] as string[])) {
+          const m = await client.getManifest(repository, tag).catch(() => null);
+          const children = m?.json && 'manifests' in m.json ? (m.json.manifests ?? []) : [];
+          for (const child of children)
+            if (candidates.has(child.digest) && !unsafe.some((u) => u.digest === child.digest))
+              unsafe.push({ repository, digest: child.digest });
+        }
+      }
+    }
+    if (unsafe.length)
+      throw new DomainError(
+        'DELETE_UNTAGGED_UNSAFE',
+        `--delete-untagged would delete ${unsafe.length} manifest(s) that a tagged image index references (Distribution ${registry.probe?.distributionVersion ?? 'unknown version'} deletes multi-arch platform manifests); nothing was deleted`,
+        409,
+        { manifests: unsafe.slice(0, 100) },
+      );
+  }
+
+  /**
+   * A run whose worker died: put the registry back (start it, or restart it out of read-only mode and
+   * with an empty cache), drop the fence, and fail the run. Idempotent: restoring twice is harmless.
+   */
+  private async recover(run: GcRunEntity): Promise<void> {
+    const problems: string[] = [];
+    try {
+      const registry = await this.registries.get(run.registry);
+      const settings = await this.settings.require(registry);
+      const executor = this.settings.executorFor(settings);
+      const client = this.clients.for(registry);
+      try {
+        const up = await waitReady(client, 2000).then(
+          () => true,
+          () => false,
+        );
+        const touched = ['collecting', 'clearing-cache', 'verifying', 'unfencing', 'measuring'].includes(
+          run.phase,
+        );
+        if (!up && executor.capabilities.stop) await executor.start({ readOnly: false });
+        else if (run.fence === 'readonly' || (touched && settings.cache.type === 'inmemory'))
+          await executor.restart({ readOnly: false });
+        if (touched && settings.cache.type === 'redis')
+          await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
+        await waitReady(client, this.config.gc.readyTimeoutMs);
+      } finally {
+        await executor.close().catch(() => undefined);
+      }
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+    await this.throttle.dropFence(run.registryId, run.id).catch(() => undefined);
+    await this.finish(
+      run.id,
+      'failed',
+      {},
+      new DomainError(
+        'WORKER_LOST',
+        `the worker running this GC stopped during phase ${run.phase}; the registry was restored${problems.length ? ` except: ${problems.join('; ')}` : ''}`,
+        500,
+      ),
+      run.phase,
+    );
+  }
+
+  private async finish(
+    runId: string,
+    status: 'succeeded' | 'failed' | 'cancelled',
+    fields: Partial<Record<string, unknown>>,
+    err?: unknown,
+    phase?: GcPhase,
+  ): Promise<void> {
+    const error = err === undefined ? null : errorOf(err);
+    const run = await this.ds.transaction(async (m) => {
+      const [row] = (await m.query(`SELECT status FROM gc_runs WHERE id = $1 FOR UPDATE`, [runId])) as {
+        status: string;
+      }[];
+      if (!row || FINISHED.has(row.status)) return null;
+      const cols = Object.keys(fields);
+      const values = cols.map((c) =>
+        c === 'verification' || c === 'phase_ms' ? JSON.stringify(fields[c]) : fields[c],
+      );
+      await m.query(
+        `UPDATE gc_runs SET status = $2, phase = $3, error_code = $4, error_message = $5, finished_at = now(),
+           updated_at = now()${cols.map((c, i) => `, ${c} = $${i + 6}`).join('')}
+         WHERE id = $1`,
+        [
+          runId,
+          status,
+          status === 'succeeded' ? 'done' : (phase ?? 'done'),
+          error?.code ?? null,
+          error?.message ?? null,
+          ...values,
+        ],
+      );
+      const saved = await m.getRepository(GcRunEntity).findOneByOrFail({ id: runId });
+      await this.gc.audit(
+        m,
+        saved,
+        status === 'succeeded' ? 'gc.succeeded' : 'gc.failed',
+        status === 'succeeded' ? 'success' : 'failure',
+        this.contextOf(saved),
+        {
+          dryRun: saved.dryRun,
+          phase: saved.phase,
+          blobsDeleted: saved.blobsDeleted,
+          manifestsDeleted: saved.manifestsDeleted,
+          bytesFreed: saved.bytesFreed === null ? null : Number(saved.bytesFreed),
+          bytesEstimated: saved.bytesEstimated === null ? null : Number(saved.bytesEstimated),
+          verified: saved.verification?.ok ?? null,
+          error,
+        },
+      );
+      return saved;
+    });
+    if (run) {
+      const labels = { registry: run.registry, status: run.status };
+      workerMetrics.gcRuns().inc({ ...labels, dry_run: String(run.dryRun) });
+      if (run.bytesFreed !== null)
+        workerMetrics.gcBytesFreed().inc({ registry: run.registry }, Number(run.bytesFreed));
+      if (run.startedAt && run.finishedAt)
+        workerMetrics
+          .gcDuration()
+          .observe(labels, (run.finishedAt.getTime() - run.startedAt.getTime()) / 1000);
+      this.events.emit(GC_FINISHED_EVENT, run);
+    }
+  }
+
+  private contextOf(run: GcRunEntity) {
+    return {
+      actor: { type: run.actorType as 'user', id: run.actorId, name: run.actorName },
+      sourceIp: run.sourceIp,
+      requestId: run.requestId,
+    };
+  }
+}
+
+function verificationFailed(v: GcVerification): DomainError {
+  const parts: string[] = [];
+  if (v.stillServed.length)
+    parts.push(
+      `${v.stillServed.length}${v.truncated ? '+' : ''} deleted blob(s) still served, e.g. ${v.stillServed[0].repository}@${v.stillServed[0].digest}`,
+    );
+  if (v.missing.length)
+    parts.push(
+      `${v.missing.length}${v.truncated ? '+' : ''} blob(s) of tagged images missing, e.g. ${v.missing[0].repository}:${v.missing[0].tag} needs ${v.missing[0].blob}`,
+    );
+  return new DomainError('GC_VERIFICATION_FAILED', `verification after GC failed: ${parts.join('; ')}`, 500);
+}
+
+function errorOf(err: unknown): { code: string; message: string } {
+  if (err instanceof DomainError) return { code: err.code, message: err.message.slice(0, 4000) };
+  return { code: 'INTERNAL', message: (err instanceof Error ? err.message : String(err)).slice(0, 4000) };
+}

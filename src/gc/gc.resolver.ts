@@ -1,0 +1,69 @@
+import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { RequirePermission } from '../auth/auth.decorators.js';
+import { Ctx, RequestContext } from '../common/request-context.js';
+import { GcSettingsDto, GcSettingsView } from './gc-settings.dto.js';
+import { GcSettingsService } from './gc-settings.service.js';
+import { GcRequestDto, GcRunPage, GcRunQueryDto, GcRunView } from './gc.dto.js';
+import { GcService } from './gc.service.js';
+
+@Resolver(() => GcRunView)
+export class GcResolver {
+  constructor(
+    private readonly gc: GcService,
+    private readonly settings: GcSettingsService,
+  ) {}
+
+  @Mutation(() => GcRunView, {
+    description:
+      'Run the registry’s garbage collector (needs gc:run on the registry). Answers the run already queued or running when there is one.',
+  })
+  @RequirePermission('gc:run', { registryParam: 'registry' })
+  async runGc(
+    @Args('registry') registry: string,
+    @Args('input', { nullable: true }) input: GcRequestDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<GcRunView> {
+    return (await this.gc.request(registry, input ?? {}, ctx)).run;
+  }
+
+  @Mutation(() => GcRunView, {
+    description:
+      'Cancel a queued or running GC run (needs gc:run on its registry); the registry is restored.',
+  })
+  @RequirePermission('gc:run', { checkedInHandler: true })
+  cancelGcRun(@Args('id', { type: () => ID }) id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
+    return this.gc.cancel(id, ctx);
+  }
+
+  @Query(() => GcRunView, { description: 'One GC run (needs gc:read on its registry).' })
+  @RequirePermission('gc:read', { checkedInHandler: true })
+  gcRun(@Args('id', { type: () => ID }) id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
+    return this.gc.getFor(id, ctx);
+  }
+
+  @Query(() => GcRunPage, {
+    description: 'GC runs, newest first (needs gc:read on the registry filtered by, or everywhere).',
+  })
+  @RequirePermission('gc:read', { registryParam: 'registry' })
+  gcRuns(@Args() q: GcRunQueryDto): Promise<GcRunPage> {
+    return this.gc.list(q);
+  }
+
+  @Query(() => GcSettingsView, { description: 'How GC runs for a registry (needs registries:read on it).' })
+  @RequirePermission('registries:read', { registryParam: 'registry', anyRepository: true })
+  gcSettings(@Args('registry') registry: string): Promise<GcSettingsView> {
+    return this.settings.get(registry);
+  }
+
+  @Mutation(() => GcSettingsView, {
+    description: 'Configure GC for a registry (needs registries:write on it).',
+  })
+  @RequirePermission('registries:write', { registryParam: 'registry' })
+  setGcSettings(
+    @Args('registry') registry: string,
+    @Args('input') input: GcSettingsDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<GcSettingsView> {
+    return this.settings.put(registry, input, ctx);
+  }
+}

@@ -1,0 +1,116 @@
+import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { RequirePermission } from '../auth/auth.decorators.js';
+import { Ctx, RequestContext } from '../common/request-context.js';
+import {
+  CreateWebhookDto,
+  DeliveryDetailView,
+  DeliveryPage,
+  RotateSecretDto,
+  UpdateWebhookDto,
+  WebhookDeliveriesArgs,
+  WebhookView,
+  WebhookWithSecretView,
+} from './webhook.dto.js';
+import { WebhooksService } from './webhooks.service.js';
+
+/** The REST operations of /api/v1/webhooks, for GraphQL. All need webhooks:manage everywhere. */
+@Resolver(() => WebhookView)
+export class WebhooksResolver {
+  constructor(private readonly service: WebhooksService) {}
+
+  @Query(() => [WebhookView], {
+    description: 'Webhook subscriptions, oldest first; secrets are never returned (needs webhooks:manage).',
+  })
+  @RequirePermission('webhooks:manage')
+  webhooks(): Promise<WebhookView[]> {
+    return this.service.list();
+  }
+
+  @Query(() => WebhookView, { description: 'One webhook subscription (needs webhooks:manage).' })
+  @RequirePermission('webhooks:manage')
+  webhook(@Args('id', { type: () => ID }) id: string): Promise<WebhookView> {
+    return this.service.get(id);
+  }
+
+  @Query(() => DeliveryPage, {
+    description:
+      'A subscription’s deliveries, newest first, filtered by status (pending, succeeded, dead) and event type (needs webhooks:manage).',
+  })
+  @RequirePermission('webhooks:manage')
+  webhookDeliveries(@Args() q: WebhookDeliveriesArgs): Promise<DeliveryPage> {
+    return this.service.listDeliveries(q.webhookId, q);
+  }
+
+  @Query(() => DeliveryDetailView, {
+    description: 'One delivery with its payload and every attempt (needs webhooks:manage).',
+  })
+  @RequirePermission('webhooks:manage')
+  webhookDelivery(
+    @Args('webhookId', { type: () => ID }) webhookId: string,
+    @Args('deliveryId', { type: () => ID }) deliveryId: string,
+  ): Promise<DeliveryDetailView> {
+    return this.service.getDelivery(webhookId, deliveryId);
+  }
+
+  @Mutation(() => WebhookWithSecretView, {
+    description:
+      'Subscribe a URL to events. The answer carries the signing secret, the only time it is shown (needs webhooks:manage).',
+  })
+  @RequirePermission('webhooks:manage')
+  createWebhook(
+    @Args('input') input: CreateWebhookDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<WebhookWithSecretView> {
+    return this.service.create(input, ctx);
+  }
+
+  @Mutation(() => WebhookView, {
+    description: 'Change a subscription; activating one sends what waited, in order (needs webhooks:manage).',
+  })
+  @RequirePermission('webhooks:manage')
+  updateWebhook(
+    @Args('id', { type: () => ID }) id: string,
+    @Args('input') input: UpdateWebhookDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<WebhookView> {
+    return this.service.update(id, input, ctx);
+  }
+
+  @Mutation(() => Boolean, {
+    description: 'Delete a subscription with its deliveries (needs webhooks:manage).',
+  })
+  @RequirePermission('webhooks:manage')
+  async deleteWebhook(
+    @Args('id', { type: () => ID }) id: string,
+    @Ctx() ctx: RequestContext,
+  ): Promise<boolean> {
+    await this.service.remove(id, ctx);
+    return true;
+  }
+
+  @Mutation(() => WebhookWithSecretView, {
+    description:
+      'Replace the signing secret; the answer carries the new one, once. The old one keeps signing for keepPreviousSeconds (needs webhooks:manage).',
+  })
+  @RequirePermission('webhooks:manage')
+  rotateWebhookSecret(
+    @Args('id', { type: () => ID }) id: string,
+    @Args('input', { nullable: true }) input: RotateSecretDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<WebhookWithSecretView> {
+    return this.service.rotateSecret(id, input ?? {}, ctx);
+  }
+
+  @Mutation(() => DeliveryDetailView, {
+    description:
+      'Send a delivery again with the same webhook-id and a fresh attempt schedule (needs webhooks:manage).',
+  })
+  @RequirePermission('webhooks:manage')
+  redeliverWebhookDelivery(
+    @Args('webhookId', { type: () => ID }) webhookId: string,
+    @Args('deliveryId', { type: () => ID }) deliveryId: string,
+    @Ctx() ctx: RequestContext,
+  ): Promise<DeliveryDetailView> {
+    return this.service.redeliver(webhookId, deliveryId, ctx);
+  }
+}

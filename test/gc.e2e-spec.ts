@@ -1,0 +1,693 @@
+import type { INestApplicationContext } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  adminRequest,
+  TEST_REDIS_URL,
+  TestEnvironment,
+  TestGateway,
+  startApi,
+  startWorker,
+} from './support/gateway.js';
+import { ImagePusher, sha256, type PushedImage } from './support/image-pusher.js';
+import { WorkerMetricsServer } from '../src/common/worker-metrics.js';
+import { GcProcessor } from '../src/gc/gc.processor.js';
+import { RegistryProcess } from './support/registry-process.js';
+import { RegistryService, type RegistryServiceOptions } from './support/registry-service.js';
+import { SshServer } from './support/sshd.js';
+
+const MiB = 1024 * 1024;
+const FAST = {
+  WORKER_METRICS_PORT: '0',
+  METRICS_TOKEN: 'gc-suite-metrics-token',
+  DELETE_BACKOFF_MS: '100',
+  DELETE_BACKOFF_MAX_MS: '500',
+  GC_HEARTBEAT_MS: '200',
+  GC_SWEEP_EVERY_MS: '1000',
+};
+/** The registries' Redis cache database: not the one the gateway's keys live in. */
+const CACHE_DB = 7;
+
+interface RunView {
+  id: string;
+  status: string;
+  phase: string;
+  trigger: string;
+  dryRun: boolean;
+  blobsDeleted: number | null;
+  manifestsDeleted: number | null;
+  bytesBefore: number | null;
+  bytesAfter: number | null;
+  bytesFreed: number | null;
+  bytesEstimated: number | null;
+  output: string | null;
+  verification: { ok: boolean; deletedBlobsChecked: number; manifestsChecked: number } | null;
+  error: { code: string; message: string } | null;
+}
+
+/** Every file under dir with its size: what "nothing changed on disk" compares. */
+async function snapshot(dir: string): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue;
+    const path = join(e.parentPath, e.name);
+    out.set(path, (await stat(path)).size);
+  }
+  return out;
+}
+const bytesOf = (s: Map<string, number>) => [...s.values()].reduce((n, v) => n + v, 0);
+
+describe('garbage collection through the gateway, on real registries', () => {
+  let env: TestEnvironment;
+  let gw: TestGateway;
+  let worker: INestApplicationContext;
+  const services: RegistryService[] = [];
+  const pushers: ImagePusher[] = [];
+  const http = () => adminRequest(gw.server);
+
+  async function registry(
+    name: string,
+    settings: Record<string, unknown> | ((service: RegistryService) => Record<string, unknown>) = {},
+    opts: RegistryServiceOptions = {},
+  ): Promise<{ service: RegistryService; pusher: ImagePusher }> {
+    const service = await RegistryService.create(opts);
+    services.push(service);
+    const pusher = new ImagePusher(service.url);
+    pushers.push(pusher);
+    await http().post('/api/v1/registries').send({ name, url: service.url }).expect(201);
+    await http()
+      .put(`/api/v1/registries/${name}/gc-settings`)
+      .send({
+        executor: {
+          type: 'local',
+          command: ['docker-registry'],
+          configPath: service.configPath,
+          storagePath: service.storagePath,
+          lifecycle: service.lifecycle,
+        },
+        fence: 'readonly',
+        graceSeconds: 0,
+        ...(typeof settings === 'function' ? settings(service) : settings),
+      })
+      .expect(200);
+    return { service, pusher };
+  }
+
+  async function waitRun(id: string, until = (r: RunView) => ['succeeded', 'failed'].includes(r.status)) {
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const run = (await http().get(`/api/v1/gc-runs/${id}`).expect(200)).body as RunView;
+      if (until(run)) return run;
+      if (Date.now() > deadline) throw new Error(`GC run ${id} still ${run.status}/${run.phase}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async function deleteThroughGateway(name: string, images: PushedImage[]) {
+    const res = await http()
+      .post('/api/v1/deletions')
+      .send({ registry: name, items: images.map((i) => ({ repository: i.repository, reference: i.digest })) })
+      .expect(202);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const d = (await http().get(`/api/v1/deletions/${res.body.id}`).expect(200)).body as { status: string };
+      if (d.status === 'succeeded') return;
+      if (!['queued', 'running'].includes(d.status) || Date.now() > deadline)
+        throw new Error(`deletion ended ${d.status}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async function expectIntact(pusher: ImagePusher, image: PushedImage) {
+    for (const blob of [image.config, ...image.layers]) {
+      const bytes = await pusher.pullBlob(image.repository, blob.digest);
+      expect(sha256(bytes), `${image.repository}@${blob.digest}`).toBe(blob.digest);
+    }
+  }
+
+  beforeAll(async () => {
+    env = await TestEnvironment.create('gc');
+    gw = await startApi(env, FAST);
+    worker = await startWorker(env, FAST);
+  });
+
+  afterAll(async () => {
+    await worker?.close();
+    await gw?.close();
+    await Promise.all(pushers.map((p) => p.close()));
+    await Promise.all(services.map((s) => s.cleanup()));
+    await env?.destroy();
+  });
+
+  it('collects what deletions left: a dry run changes nothing, the real run frees the space and verifies', async () => {
+    const { service, pusher } = await registry('seed');
+    const doomed = await Promise.all(
+      ['v1', 'v2', 'v3'].map((tag) => pusher.pushImage('team/app', [tag], { layerSize: 4 * MiB, layers: 2 })),
+    );
+    const kept = await pusher.pushImage('team/app', ['stable'], { layerSize: MiB });
+    await deleteThroughGateway('seed', doomed);
+    const before = await snapshot(service.storagePath);
+
+    const dry = await http().post('/api/v1/registries/seed/gc').send({ dryRun: true }).expect(202);
+    const planned = await waitRun(dry.body.id);
+    expect(planned).toMatchObject({ status: 'succeeded', dryRun: true, error: null, bytesAfter: null });
+    // Six 4 MiB layers, three configs and the three manifests (stored as blobs too) only the deleted images used.
+    expect(planned.blobsDeleted).toBe(12);
+    expect(planned.bytesEstimated).toBeGreaterThan(24 * MiB);
+    expect(planned.output).toContain('blob eligible for deletion');
+    expect(await snapshot(service.storagePath)).toEqual(before);
+
+    const res = await http().post('/api/v1/registries/seed/gc').send({}).expect(202);
+    const run = await waitRun(res.body.id);
+    expect(run.error).toBeNull();
+    expect(run).toMatchObject({ status: 'succeeded', phase: 'done', dryRun: false, blobsDeleted: 12 });
+    expect(run.verification).toMatchObject({ ok: true, deletedBlobsChecked: 9 }); // manifests are not layer links
+    expect(run.verification!.manifestsChecked).toBeGreaterThanOrEqual(1);
+    const after = await snapshot(service.storagePath);
+    expect(bytesOf(before) - bytesOf(after)).toBeGreaterThan(24 * MiB);
+    expect(run.bytesFreed).toBeGreaterThan(24 * MiB);
+    expect(run.bytesBefore! - run.bytesAfter!).toBe(run.bytesFreed);
+    expect(Math.abs(run.bytesEstimated! - run.bytesFreed!)).toBeLessThan(MiB);
+    // The dry run estimated the same blobs in the same unit (disk usage, as du measures the storage).
+    expect(planned.bytesEstimated).toBe(run.bytesEstimated);
+
+    await expectIntact(pusher, kept);
+    expect(await service.isReadOnly()).toBe(false);
+    const history = (await http().get('/api/v1/gc-runs?registry=seed').expect(200)).body;
+    expect(history.items.map((r: RunView) => r.id)).toEqual([run.id, planned.id]);
+    expect(history.items[0].output).toBeNull(); // listings leave the output out; GET /gc-runs/:id has it
+    const actions = await env.query<{ action: string }>(
+      `SELECT action FROM audit_events WHERE subject_id = $1 ORDER BY seq`,
+      [run.id],
+    );
+    expect(actions.map((a) => a.action)).toEqual(['gc.requested', 'gc.started', 'gc.succeeded']);
+
+    // The worker's own metrics endpoint counts what it did, behind METRICS_TOKEN.
+    const metricsUrl = `http://127.0.0.1:${worker.get(WorkerMetricsServer).port}/metrics`;
+    expect((await fetch(metricsUrl)).status).toBe(401);
+    const metrics = await (
+      await fetch(metricsUrl, { headers: { authorization: 'Bearer gc-suite-metrics-token' } })
+    ).text();
+    expect(metrics).toMatch(
+      /registry_gateway_gc_runs_total\{registry="seed",status="succeeded",dry_run="false"\} 1\b/,
+    );
+    expect(metrics).toMatch(
+      /registry_gateway_gc_runs_total\{registry="seed",status="succeeded",dry_run="true"\} 1\b/,
+    );
+    expect(metrics).toMatch(
+      /registry_gateway_deletion_items_total\{registry="seed",outcome="succeeded"\} 3\b/,
+    );
+    expect(metrics).toMatch(/registry_gateway_gc_bytes_freed_total\{registry="seed"\} [1-9]/);
+    expect(metrics).toContain('process_cpu_user_seconds_total');
+
+    // The same through GraphQL.
+    const gql = await http()
+      .post('/graphql')
+      .send({
+        query: `query($id: ID!) { gcRun(id: $id) { id status bytesFreed verification { ok deletedBlobsChecked } phaseMs }
+                 gcRuns(registry: "seed") { items { id dryRun } } }`,
+        variables: { id: run.id },
+      })
+      .expect(200);
+    expect(gql.body.errors).toBeUndefined();
+    expect(gql.body.data.gcRun).toMatchObject({
+      id: run.id,
+      status: 'succeeded',
+      verification: { ok: true },
+    });
+    expect(gql.body.data.gcRun.phaseMs.collecting).toBeGreaterThan(0);
+    expect(gql.body.data.gcRuns.items.map((r: { dryRun: boolean }) => r.dryRun)).toEqual([false, true]);
+    const again = await http()
+      .post('/graphql')
+      .send({ query: 'mutation { runGc(registry: "seed", input: { dryRun: true }) { id status dryRun } }' })
+      .expect(200);
+    expect(again.body.data.runGc).toMatchObject({ dryRun: true });
+    await waitRun(again.body.data.runGc.id);
+  });
+
+  it('gives concurrent requests one run, and refuses writes while the registry is fenced', async () => {
+    const { service, pusher } = await registry('busy', { graceSeconds: 2, maxGraceWaitSeconds: 60 });
+    const image = await pusher.pushImage('team/busy', ['1.0']);
+    // An upload whose manifest never came: the run waits until it is older than the grace window.
+    const orphan = randomBytes(1024);
+    const upload = await fetch(`${service.url}/v2/team/busy/blobs/uploads/`, { method: 'POST' });
+    const put = await fetch(
+      `${new URL(upload.headers.get('location')!, service.url).href}&digest=sha256:${sha256(orphan).slice(7)}`,
+      { method: 'PUT', body: orphan, headers: { 'content-type': 'application/octet-stream' } },
+    );
+    expect(put.status).toBe(201);
+
+    const answers = await Promise.all(
+      [1, 2, 3].map(() => http().post('/api/v1/registries/busy/gc').send({})),
+    );
+    expect(new Set(answers.map((a) => a.body.id)).size).toBe(1);
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 200, 202]);
+    const id = answers[0].body.id as string;
+
+    const waiting = await waitRun(
+      id,
+      (r) => r.phase === 'waiting-grace' || (r.status !== 'queued' && r.status !== 'running'),
+    );
+    expect(waiting.phase).toBe('waiting-grace');
+    const refused = await http()
+      .post('/api/v1/deletions')
+      .send({ registry: 'busy', items: [{ repository: 'team/busy', reference: '1.0' }] })
+      .expect(423);
+    expect(refused.body.error).toMatchObject({ code: 'REGISTRY_FENCED', details: { gcRunId: id } });
+    expect(await service.isReadOnly()).toBe(true);
+    await expect(pusher.pushImage('team/busy', ['2.0'])).rejects.toThrow();
+
+    const run = await waitRun(id);
+    expect(run.error).toBeNull();
+    expect(run.status).toBe('succeeded');
+    expect(run.blobsDeleted).toBeGreaterThanOrEqual(1);
+    expect(await service.isReadOnly()).toBe(false);
+    await expectIntact(pusher, image);
+    await http()
+      .post('/api/v1/deletions')
+      .send({ registry: 'busy', items: [{ repository: 'team/busy', reference: '1.0' }] })
+      .expect(202);
+  });
+
+  it('cancels a running run: the registry leaves read-only mode and the gateway deletes again', async () => {
+    const { service, pusher } = await registry('cancel', { graceSeconds: 300, maxGraceWaitSeconds: 600 });
+    const image = await pusher.pushImage('team/c', ['1.0']);
+    const orphan = randomBytes(256);
+    const upload = await fetch(`${service.url}/v2/team/c/blobs/uploads/`, { method: 'POST' });
+    await fetch(`${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`, {
+      method: 'PUT',
+      body: orphan,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    const { id } = (await http().post('/api/v1/registries/cancel/gc').send({}).expect(202)).body as RunView;
+    await waitRun(id, (r) => r.phase === 'waiting-grace');
+    expect(await service.isReadOnly()).toBe(true);
+    const asked = await http().post(`/api/v1/gc-runs/${id}/cancel`).expect(202);
+    expect(asked.body).toMatchObject({ id, cancelRequested: true });
+    const run = await waitRun(id, (r) => r.status !== 'running' && r.status !== 'queued');
+    expect(run).toMatchObject({ status: 'cancelled', error: { code: 'GC_CANCELLED' } });
+    expect(await service.isReadOnly()).toBe(false);
+    const again = await http().post(`/api/v1/gc-runs/${id}/cancel`).expect(409);
+    expect(again.body.error.code).toBe('GC_RUN_FINISHED');
+    await http()
+      .post('/api/v1/deletions')
+      .send({ registry: 'cancel', items: [{ repository: 'team/c', reference: image.digest }] })
+      .expect(202);
+  });
+
+  it('the sweep restores the registry of a run whose worker vanished, and queues runs that never reached the queue', async () => {
+    const { service } = await registry('orphaned');
+    const [{ id: registryId }] = await env.query<{ id: string }>(
+      `SELECT id FROM registries WHERE name = 'orphaned'`,
+    );
+    // A run left mid-collection by a worker that is gone: the registry still read-only, no job anywhere.
+    await service.restart(true);
+    const [{ id }] = await env.query<{ id: string }>(
+      `INSERT INTO gc_runs (registry, registry_id, trigger, actor_type, dry_run, delete_untagged, fence, executor,
+         status, phase, started_at, heartbeat_at)
+       VALUES ('orphaned', $1, 'manual', 'system', false, false, 'readonly', 'local', 'running', 'collecting',
+         now() - interval '10 minutes', now() - interval '10 minutes')
+       RETURNING id`,
+      [registryId],
+    );
+    const swept = await worker.get(GcProcessor).sweep();
+    expect(swept.recovered).toEqual([id]);
+    const run = await waitRun(id);
+    expect(run).toMatchObject({ status: 'failed', error: { code: 'WORKER_LOST' } });
+    expect(run.error!.message).toContain('collecting');
+    expect(await service.isReadOnly()).toBe(false);
+
+    // Committed, never queued (the API died between commit and queue): the sweep queues it.
+    const [{ id: lost }] = await env.query<{ id: string }>(
+      `INSERT INTO gc_runs (registry, registry_id, trigger, actor_type, dry_run, delete_untagged, fence, executor,
+         status, phase, created_at)
+       VALUES ('orphaned', $1, 'manual', 'system', true, false, 'none', 'local', 'queued', 'queued', now() - interval '1 minute')
+       RETURNING id`,
+      [registryId],
+    );
+    expect((await worker.get(GcProcessor).sweep()).queued).toEqual([lost]);
+    expect(await waitRun(lost)).toMatchObject({ error: null, status: 'succeeded', dryRun: true });
+  });
+
+  describe('the corruption case: push, delete, GC, push the same image again, pull every layer', () => {
+    async function rePushAndPull(url: string, image: PushedImage, seed: string) {
+      // A fresh client, like a CI job: it HEADs each blob and skips the upload when the registry says 200.
+      const again = new ImagePusher(url);
+      pushers.push(again);
+      const pushed = await again.pushImage(image.repository, ['1.0'], { seed, layerSize: 256 * 1024 });
+      expect(pushed.digest).toBe(image.digest);
+      await expectIntact(again, pushed);
+    }
+
+    it('stays intact with the default in-memory cache: the gateway restarts the registry', async () => {
+      const { pusher, service } = await registry('cached', { fence: 'gateway' });
+      const image = await pusher.pushImage('team/img', ['1.0'], { seed: 'same', layerSize: 256 * 1024 });
+      await deleteThroughGateway('cached', [image]);
+      const run = await waitRun(
+        (await http().post('/api/v1/registries/cached/gc').send({}).expect(202)).body.id,
+      );
+      expect(run).toMatchObject({ status: 'succeeded', error: null });
+      expect(run.blobsDeleted).toBe(image.layers.length + 2);
+      await rePushAndPull(service.url, image, 'same');
+    });
+
+    it('stays intact with a redis cache: the gateway deletes its keys', async () => {
+      const cache = new Redis(`${TEST_REDIS_URL}/${CACHE_DB}`);
+      try {
+        await cache.flushdb();
+        const { pusher, service } = await registry(
+          'rediscache',
+          { fence: 'gateway', cache: { type: 'redis', addr: new URL(TEST_REDIS_URL).host, db: CACHE_DB } },
+          { cache: 'redis', redis: { addr: new URL(TEST_REDIS_URL).host, db: CACHE_DB } },
+        );
+        const image = await pusher.pushImage('team/img', ['1.0'], {
+          seed: 'same-redis',
+          layerSize: 256 * 1024,
+        });
+        await pusher.pullBlob(image.repository, image.layers[0].digest);
+        expect((await cache.keys('blobs::*')).length).toBeGreaterThan(0);
+        await deleteThroughGateway('rediscache', [image]);
+        const run = await waitRun(
+          (await http().post('/api/v1/registries/rediscache/gc').send({}).expect(202)).body.id,
+        );
+        expect(run).toMatchObject({ status: 'succeeded', error: null });
+        await rePushAndPull(service.url, image, 'same-redis');
+      } finally {
+        await cache.flushdb();
+        cache.disconnect();
+      }
+    });
+
+    it('is broken by the bare command on a running registry: the case the gateway prevents', async () => {
+      const bare = await RegistryProcess.start();
+      try {
+        const pusher = new ImagePusher(bare.url);
+        pushers.push(pusher);
+        const image = await pusher.pushImage('team/img', ['1.0'], { seed: 'bare', layerSize: 256 * 1024 });
+        await pusher.pullBlob(image.repository, image.layers[0].digest);
+        const del = await fetch(`${bare.url}/v2/team/img/manifests/${image.digest}`, { method: 'DELETE' });
+        expect(del.status).toBe(202);
+        expect((await bare.garbageCollect()).code).toBe(0);
+        const again = new ImagePusher(bare.url);
+        pushers.push(again);
+        await again.pushImage('team/img', ['1.0'], { seed: 'bare', layerSize: 256 * 1024 });
+        await expect(expectIntact(again, image)).rejects.toThrow();
+      } finally {
+        await bare.cleanup();
+      }
+    });
+  });
+
+  it('refuses --delete-untagged where it would break a multi-arch image, and allows it where nothing references the candidates', async () => {
+    const { pusher } = await registry('untagged', { fence: 'gateway' });
+    const index = await pusher.pushIndex(
+      'team/multi',
+      ['1.0'],
+      [
+        { os: 'linux', architecture: 'amd64' },
+        { os: 'linux', architecture: 'arm64' },
+      ],
+    );
+    const refused = await waitRun(
+      (await http().post('/api/v1/registries/untagged/gc').send({ deleteUntagged: true }).expect(202)).body
+        .id,
+    );
+    expect(refused.status).toBe('failed');
+    expect(refused.error?.code).toBe('DELETE_UNTAGGED_UNSAFE');
+    for (const child of index.children) await expectIntact(pusher, child);
+
+    await deleteThroughGateway('untagged', [index as unknown as PushedImage]);
+    // (2.8's --delete-untagged fails on a repository without any tag, so this one has a tagged image too.)
+    await pusher.pushImage('team/loose', ['kept']);
+    const loose = await pusher.pushImage('team/loose', [], { pushByDigestOnly: true });
+    const run = await waitRun(
+      (await http().post('/api/v1/registries/untagged/gc').send({ deleteUntagged: true }).expect(202)).body
+        .id,
+    );
+    expect(run.error).toBeNull();
+    expect(run.status).toBe('succeeded');
+    expect(run.manifestsDeleted).toBeGreaterThanOrEqual(1);
+    const gone = await fetch(
+      `${(await http().get('/api/v1/registries/untagged').expect(200)).body.url}/v2/team/loose/manifests/${loose.digest}`,
+      {
+        method: 'HEAD',
+        headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
+      },
+    );
+    expect(gone.status).toBe(404);
+  });
+
+  it('runs over ssh with the registry stopped for the run (fence stop), and never returns the key', async () => {
+    const sshd = await SshServer.start();
+    try {
+      const { service, pusher } = await registry('remote', (service0) => ({
+        executor: {
+          type: 'ssh',
+          host: sshd.host,
+          port: sshd.port,
+          username: sshd.username,
+          hostKeySha256: sshd.hostKey.fingerprint,
+          command: ['docker-registry'],
+          configPath: service0.configPath,
+          storagePath: service0.storagePath,
+          lifecycle: service0.lifecycle,
+        },
+        secrets: { privateKey: sshd.clientKey.privateKey },
+        fence: 'stop',
+      }));
+      const doomed = await pusher.pushImage('team/remote', ['old'], { layerSize: 2 * MiB });
+      const kept = await pusher.pushImage('team/remote', ['new']);
+      await deleteThroughGateway('remote', [doomed]);
+      const before = bytesOf(await snapshot(service.storagePath));
+      const run = await waitRun(
+        (await http().post('/api/v1/registries/remote/gc').send({}).expect(202)).body.id,
+      );
+      expect(run).toMatchObject({
+        error: null,
+        status: 'succeeded',
+        fence: 'stop',
+        executor: 'ssh',
+        blobsDeleted: 3,
+      });
+      expect(before - bytesOf(await snapshot(service.storagePath))).toBeGreaterThan(2 * MiB);
+      expect(await service.running()).toBe(true);
+      await expectIntact(pusher, kept);
+      const settings = (await http().get('/api/v1/registries/remote/gc-settings').expect(200)).body;
+      expect(settings.secrets).toMatchObject({ hasPrivateKey: true });
+      expect(JSON.stringify(settings)).not.toContain('PRIVATE KEY');
+      const stored = await env.query<{ sealed: string }>(
+        `SELECT executor_secrets_sealed AS sealed FROM gc_settings s JOIN registries r ON r.id = s.registry_id WHERE r.name = 'remote'`,
+      );
+      expect(stored[0].sealed).not.toContain('PRIVATE KEY');
+    } finally {
+      await sshd.stop();
+    }
+  });
+
+  it('pages the history without losing runs created within the same millisecond', async () => {
+    const times = ['.123100', '.123200', '.123300', '.123400', '.124000'];
+    const ids: string[] = [];
+    for (const t of times) {
+      const [row] = await env.query<{ id: string }>(
+        `INSERT INTO gc_runs (registry, registry_id, trigger, actor_type, dry_run, delete_untagged, fence, executor,
+           status, phase, created_at)
+         VALUES ('ms-paging', gen_random_uuid(), 'manual', 'system', true, false, 'none', 'local', 'succeeded',
+           'done', $1) RETURNING id`,
+        [`2026-01-01T00:00:00${t}Z`],
+      );
+      ids.push(row.id);
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = (
+        await http()
+          .get(`/api/v1/gc-runs?registry=ms-paging&limit=2${cursor ? `&cursor=${cursor}` : ''}`)
+          .expect(200)
+      ).body as { items: RunView[]; nextCursor: string | null };
+      seen.push(...page.items.map((r) => r.id));
+      cursor = page.nextCursor;
+    } while (cursor);
+    expect(seen).toEqual([...ids].reverse());
+  });
+
+  it('says clearly what it will not do', async () => {
+    const service = await RegistryService.create();
+    services.push(service);
+    await http().post('/api/v1/registries').send({ name: 'plain', url: service.url }).expect(201);
+    const none = await http().post('/api/v1/registries/plain/gc').send({}).expect(409);
+    expect(none.body.error.code).toBe('GC_NOT_CONFIGURED');
+    const executor = {
+      type: 'local',
+      command: ['docker-registry'],
+      configPath: service.configPath,
+      storagePath: service.storagePath,
+    };
+    const noReadOnly = await http()
+      .put('/api/v1/registries/plain/gc-settings')
+      .send({ executor, fence: 'readonly' })
+      .expect(400);
+    expect(noReadOnly.body.error.code).toBe('FENCE_UNSUPPORTED');
+    const badCron = await http()
+      .put('/api/v1/registries/plain/gc-settings')
+      .send({ executor, fence: 'none', cache: { type: 'none' }, schedule: 'every sunday' })
+      .expect(400);
+    expect(badCron.body.error.code).toBe('VALIDATION_FAILED');
+    await http()
+      .put('/api/v1/registries/plain/gc-settings')
+      .send({ executor, fence: 'none', cache: { type: 'none' } })
+      .expect(200);
+    const unconfirmed = await http().post('/api/v1/registries/plain/gc').send({}).expect(409);
+    expect(unconfirmed.body.error.code).toBe('GC_UNFENCED_NOT_CONFIRMED');
+    const run = await waitRun(
+      (await http().post('/api/v1/registries/plain/gc').send({ allowUnfenced: true }).expect(202)).body.id,
+    );
+    expect(run).toMatchObject({ error: null, status: 'succeeded', fence: 'none', unfencedAllowed: true });
+    await http().get('/api/v1/gc-runs/00000000-0000-4000-8000-000000000000').expect(404);
+    await http().get('/api/v1/gc-runs/not-a-uuid').expect(400);
+  });
+
+  it('runs on a schedule once across workers, and after deletions settle', async () => {
+    const second = await startWorker(env, FAST);
+    try {
+      const { pusher } = await registry('timed', { fence: 'gateway', schedule: '*/2 * * * * *' });
+      const first = await waitRunOf('timed', 'schedule');
+      expect(first).toMatchObject({ error: null, status: 'succeeded' });
+      await http()
+        .put('/api/v1/registries/timed/gc-settings')
+        .send({
+          executor: (await http().get('/api/v1/registries/timed/gc-settings').expect(200)).body.executor,
+          fence: 'gateway',
+          schedule: null,
+          afterDeletions: true,
+          afterDeletionsDelaySeconds: 0,
+          graceSeconds: 0,
+        })
+        .expect(200);
+      const image = await pusher.pushImage('team/timed', ['1.0']);
+      await deleteThroughGateway('timed', [image]);
+      const auto = await waitRunOf('timed', 'after_deletions');
+      expect(auto).toMatchObject({ error: null, status: 'succeeded' });
+      expect(auto.blobsDeleted).toBeGreaterThanOrEqual(1);
+    } finally {
+      await second.close();
+    }
+  });
+
+  async function waitRunOf(registryName: string, trigger: string): Promise<RunView> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const page = (await http().get(`/api/v1/gc-runs?registry=${registryName}`).expect(200)).body as {
+        items: RunView[];
+      };
+      const found = page.items.find((r) => r.trigger === trigger);
+      if (found) return waitRun(found.id);
+      if (Date.now() > deadline) throw new Error(`no ${trigger} run on ${registryName}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+});
+
+describe('GC settings from the registries file', () => {
+  it('applies each registry’s gc section at start, and the API cannot change what the file owns', async () => {
+    const env = await TestEnvironment.create('gc_file');
+    const service = await RegistryService.create();
+    const dir = await mkdtemp(join(tmpdir(), 'gc-file-'));
+    let gw: TestGateway | undefined;
+    try {
+      await writeFile(join(dir, 'redis-password'), 'from-a-file\n');
+      const file = join(dir, 'registries.yaml');
+      await writeFile(
+        file,
+        stringify({
+          registries: [
+            {
+              name: 'declared',
+              url: service.url,
+              gc: {
+                executor: {
+                  type: 'local',
+                  command: ['docker-registry'],
+                  configPath: service.configPath,
+                  storagePath: service.storagePath,
+                  lifecycle: service.lifecycle,
+                },
+                fence: 'readonly',
+                cache: { type: 'redis', addr: '127.0.0.1:6379', db: CACHE_DB },
+                cachePasswordFile: join(dir, 'redis-password'),
+                schedule: '0 3 * * 0',
+              },
+            },
+          ],
+        }),
+      );
+      gw = await startApi(env, { REGISTRIES_FILE: file, REGISTRIES_FILE_POLL_MS: '0' });
+      const http = adminRequest(gw.server);
+      const settings = (await http.get('/api/v1/registries/declared/gc-settings').expect(200)).body;
+      expect(settings).toMatchObject({
+        source: 'file',
+        fence: 'readonly',
+        schedule: '0 3 * * 0',
+        hasCachePassword: true,
+        cache: { type: 'redis', db: CACHE_DB },
+      });
+      const refused = await http
+        .put('/api/v1/registries/declared/gc-settings')
+        .send({ executor: settings.executor, fence: 'gateway' })
+        .expect(409);
+      expect(refused.body.error.code).toBe('GC_SETTINGS_MANAGED_BY_FILE');
+      await http.delete('/api/v1/registries/declared/gc-settings').expect(409);
+
+      // Every start of every replica applies the file again: unchanged settings are not written again.
+      const audited = () =>
+        env.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM audit_events WHERE action LIKE 'gc.settings.%'`,
+        );
+      expect(await audited()).toEqual([{ n: 1 }]);
+      const replica = await startApi(env, { REGISTRIES_FILE: file, REGISTRIES_FILE_POLL_MS: '0' });
+      await replica.close();
+      expect(await audited()).toEqual([{ n: 1 }]);
+    } finally {
+      await gw?.close();
+      await service.cleanup();
+      await rm(dir, { recursive: true, force: true });
+      await env.destroy();
+    }
+  });
+});
+
+describe('the shipped compose configuration', () => {
+  it('has gc sections the gateway accepts', async () => {
+    const { plainToInstance } = await import('class-transformer');
+    const { validate } = await import('class-validator');
+    const { GcSettingsDto } = await import('../src/gc/gc-settings.dto.js');
+    const { assertWorkable } = await import('../src/gc/gc-settings.service.js');
+    const { toExecutorConfig } = await import('../src/gc/executors/gc-executor.dto.js');
+    const { parse } = await import('yaml');
+    const { readFile } = await import('node:fs/promises');
+    const file = parse(
+      await readFile(join(__dirname, '..', 'deploy', 'compose', 'registries.yml'), 'utf8'),
+    ) as {
+      registries: { name: string; gc?: unknown }[];
+    };
+    const sections = file.registries.filter((r) => r.gc);
+    expect(sections.length).toBeGreaterThan(0);
+    for (const r of sections) {
+      const dto = plainToInstance(GcSettingsDto, r.gc);
+      expect(await validate(dto, { whitelist: true, forbidNonWhitelisted: true }), r.name).toEqual([]);
+      expect(() =>
+        assertWorkable(
+          toExecutorConfig(dto.executor),
+          {},
+          dto.fence ?? 'gateway',
+          dto.cache?.type ?? 'inmemory',
+        ),
+      ).not.toThrow();
+    }
+  });
+});
