@@ -17,6 +17,7 @@ import {
 import { ImagePusher, sha256, type PushedImage } from './support/image-pusher.js';
 import { WorkerMetricsServer } from '../src/common/worker-metrics.js';
 import { GcProcessor } from '../src/gc/gc.processor.js';
+import type { GcVerification } from '../src/gc/gc.entity.js';
 import { RegistryProcess } from './support/registry-process.js';
 import { RegistryService, type RegistryServiceOptions } from './support/registry-service.js';
 import { SshServer } from './support/sshd.js';
@@ -46,7 +47,7 @@ interface RunView {
   bytesFreed: number | null;
   bytesEstimated: number | null;
   output: string | null;
-  verification: { ok: boolean; deletedBlobsChecked: number; manifestsChecked: number } | null;
+  verification: GcVerification | null;
   error: { code: string; message: string } | null;
 }
 
@@ -400,6 +401,147 @@ describe('garbage collection through the gateway, on real registries', () => {
       } finally {
         await bare.cleanup();
       }
+    });
+  });
+
+  describe('verification fails the run when something is wrong', () => {
+    /** Two images in one repository, the one tagged `old` deleted (after a pull put it in the cache), then a GC. */
+    async function collectAfterDeleting(
+      name: string,
+      settings: Parameters<typeof registry>[1],
+      beforeGc: (kept: PushedImage, service: RegistryService) => Promise<void> = async () => undefined,
+    ) {
+      const { service, pusher } = await registry(name, settings);
+      const doomed = await pusher.pushImage('team/app', ['old'], {
+        seed: `${name}-old`,
+        layerSize: 64 * 1024,
+      });
+      const kept = await pusher.pushImage('team/app', ['stable'], {
+        seed: `${name}-kept`,
+        layerSize: 64 * 1024,
+      });
+      await pusher.pullBlob(doomed.repository, doomed.layers[0].digest);
+      await deleteThroughGateway(name, [doomed]);
+      await beforeGc(kept, service);
+      const res = await http().post(`/api/v1/registries/${name}/gc`).send({}).expect(202);
+      return {
+        service,
+        doomed,
+        kept,
+        run: (await waitRun(res.body.id)) as RunView & { verification: GcVerification },
+      };
+    }
+
+    it('a collector that deleted a blob a tagged image needs: found on the storage and through the API', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'gc-wrapper-'));
+      const wrapper = join(dir, 'collector.sh');
+      try {
+        const { kept, run } = await collectAfterDeleting(
+          'brokencollector',
+          (service) => ({
+            fence: 'gateway',
+            executor: {
+              type: 'local',
+              command: ['bash', wrapper],
+              configPath: service.configPath,
+              storagePath: service.storagePath,
+              lifecycle: service.lifecycle,
+            },
+          }),
+          // The real collector, then the bug: the data of a layer the `stable` image needs is removed too.
+          async (image, service) => {
+            const hex = image.layers[0].digest.slice('sha256:'.length);
+            const victim = join(
+              service.storagePath,
+              'docker/registry/v2/blobs/sha256',
+              hex.slice(0, 2),
+              hex,
+              'data',
+            );
+            await writeFile(
+              wrapper,
+              `docker-registry "$@"; rc=$?\ncase " $* " in *" --dry-run "*) ;; *) rm -f '${victim}' ;; esac\nexit $rc\n`,
+            );
+          },
+        );
+        expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
+        expect(run.error!.message).toContain('blob data missing');
+        expect(run.verification).toMatchObject({ ok: false, mode: 'sample' });
+        expect(run.verification.storage.problems).toEqual([
+          expect.objectContaining({
+            repository: 'team/app',
+            tag: 'stable',
+            digest: kept.digest,
+            blob: kept.layers[0].digest,
+            problem: 'blob data missing',
+          }),
+        ]);
+        // Two tags, well inside the sample: the API check reads the broken image too.
+        expect(run.verification.missing).toEqual([
+          expect.objectContaining({ repository: 'team/app', tag: 'stable', blob: kept.layers[0].digest }),
+        ]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('a cache that was not emptied: the registry still claims the deleted blobs', async () => {
+      // The registry caches in memory; the settings wrongly say it has no cache, so nothing restarts it.
+      const { doomed, run } = await collectAfterDeleting('stalecache', {
+        fence: 'gateway',
+        cache: { type: 'none' },
+      });
+      expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
+      expect(run.verification.storage.problems).toEqual([]); // the storage is right: the cache is what lies
+      expect(run.verification.stillServed).toContainEqual(
+        expect.objectContaining({ repository: 'team/app', digest: doomed.layers[0].digest, status: 200 }),
+      );
+      expect(run.error!.message).toContain('still claimed by the registry');
+    });
+
+    it('an executor that reads another storage than the registry’s', async () => {
+      const elsewhere = await mkdtemp(join(tmpdir(), 'gc-elsewhere-'));
+      try {
+        const { run } = await collectAfterDeleting('elsewhere', (service) => ({
+          fence: 'gateway',
+          executor: {
+            type: 'local',
+            command: ['docker-registry'],
+            configPath: service.configPath,
+            storagePath: elsewhere,
+            lifecycle: service.lifecycle,
+          },
+        }));
+        expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
+        expect(run.verification.storage.problems.map((p) => p.problem)).toEqual([
+          expect.stringMatching(/none of the \d+ blob\(s\) the collector deleted .*executor.storagePath/),
+          expect.stringMatching(/the registry lists the repository/),
+        ]);
+      } finally {
+        await rm(elsewhere, { recursive: true, force: true });
+      }
+    });
+
+    it('full mode asks the registry about every deleted blob and every tag', async () => {
+      const { run, doomed } = await collectAfterDeleting('fullverify', {
+        fence: 'gateway',
+        verification: 'full',
+      });
+      expect(run).toMatchObject({ status: 'succeeded', error: null });
+      expect(run.verification).toMatchObject({
+        ok: true,
+        mode: 'full',
+        deletedBlobsChecked: doomed.layers.length + 1, // layers and config: the manifest is no layer link
+        manifestsChecked: 1,
+        storage: {
+          tagsChecked: 1,
+          manifestsChecked: 1,
+          deletedBlobsChecked: doomed.layers.length + 2,
+          problems: [],
+        },
+      });
+      const settings = (await http().get('/api/v1/registries/fullverify/gc-settings').expect(200)).body;
+      expect(settings.verification).toBe('full');
     });
   });
 

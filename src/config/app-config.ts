@@ -42,6 +42,7 @@ export class AppConfig {
     sweepEveryMs: number;
     readyTimeoutMs: number;
     verifyConcurrency: number;
+    verifySample: number;
   };
   readonly webhooks: {
     timeoutMs: number;
@@ -104,6 +105,7 @@ export class AppConfig {
       sweepEveryMs: e.GC_SWEEP_EVERY_MS,
       readyTimeoutMs: e.GC_READY_TIMEOUT_MS,
       verifyConcurrency: e.GC_VERIFY_CONCURRENCY,
+      verifySample: e.GC_VERIFY_SAMPLE,
     };
     this.webhooks = {
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,

@@ -86,6 +86,15 @@ export const envSchema = z.object({
     .max(256)
     .default(16)
     .describe('requests in flight while a GC run verifies the registry'),
+  GC_VERIFY_SAMPLE: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(16)
+    .describe(
+      'verification `sample`: how many deleted blobs and how many tagged images a run asks the registry about',
+    ),
   QUEUE_LOCK_MS: z.coerce
     .number()
     .int()

@@ -7,6 +7,7 @@ import { Auth1795400000200 } from '../../migrations/1795400000200-auth.js';
 import { GarbageCollection1795400000300 } from '../../migrations/1795400000300-gc.js';
 import { Webhooks1795400000400 } from '../../migrations/1795400000400-webhooks.js';
 import { AuditConsole1795400000500 } from '../../migrations/1795400000500-audit-console.js';
+import { GcVerification1795400000600 } from '../../migrations/1795400000600-gc-verification.js';
 import { AuditEventEntity } from '../audit/audit.entity.js';
 import { RoleBindingEntity, ServiceAccountEntity, ServiceAccountTokenEntity } from '../auth/auth.entity.js';
 import { DeletionItemEntity, DeletionRequestEntity } from '../deletions/deletion.entity.js';
@@ -42,6 +43,7 @@ export const migrations = [
   GarbageCollection1795400000300,
   Webhooks1795400000400,
   AuditConsole1795400000500,
+  GcVerification1795400000600,
 ];
 
 export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions {

@@ -21,7 +21,7 @@ import {
   GcExecutorSecretsStateView,
 } from './executors/gc-executor.dto.js';
 import { GC_FENCES } from './gc.dto.js';
-import type { GcFence } from './gc.entity.js';
+import { GC_VERIFICATION_MODES, type GcFence, type GcVerificationMode } from './gc.entity.js';
 
 const WEEK_SECONDS = 7 * 24 * 3600;
 
@@ -132,6 +132,17 @@ export class GcSettingsDto {
   maxGraceWaitSeconds?: number;
 
   @ApiPropertyOptional({
+    enum: GC_VERIFICATION_MODES,
+    default: 'sample',
+    description:
+      "After every collection the storage is checked whole through the executor (every tag's manifest, platform manifests and blobs stored and linked; no deleted blob left), the cache having been emptied. Then the registry's API: `sample` asks it about a random sample of deleted blobs (HEAD must say 404) and tagged images (every blob readable), GC_VERIFY_SAMPLE of each; `full` asks about every deleted blob and every tag of every repository (about a millisecond per blob).",
+  })
+  @Field(() => String, { nullable: true, description: 'sample or full' })
+  @IsOptional()
+  @IsIn(GC_VERIFICATION_MODES)
+  verification?: GcVerificationMode;
+
+  @ApiPropertyOptional({
     nullable: true,
     description: 'Cron pattern (5 or 6 fields) for scheduled runs; null for none.',
     example: '0 3 * * 0',
@@ -196,6 +207,7 @@ export class GcSettingsView {
   @ApiProperty() @Field() hasCachePassword: boolean;
   @ApiProperty() @Field(() => Int) graceSeconds: number;
   @ApiProperty() @Field(() => Int) maxGraceWaitSeconds: number;
+  @ApiProperty({ enum: GC_VERIFICATION_MODES }) @Field(() => String) verification: GcVerificationMode;
   @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) schedule: string | null;
   @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) scheduleTimezone:
     string | null;

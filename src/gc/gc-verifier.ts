@@ -6,8 +6,8 @@ import { isIndex, type FetchedManifest, type ImageManifest } from '../registries
 import { UpstreamError } from '../registries/client/upstream-error.js';
 import type { RepositoryDigest } from './gc-output.js';
 import type { GcCacheSettings, GcVerification } from './gc.entity.js';
+import { MAX_PROBLEMS } from './gc-storage.js';
 
-const MAX_PROBLEMS = 100;
 const CATALOG_PAGE = 1000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const served = (status: number) => status === 200 || status === 206 || (status >= 300 && status < 400);
@@ -80,19 +80,34 @@ export async function flushRedisCache(cache: GcCacheSettings, password: string |
   }
 }
 
+export interface RegistryCheck {
+  deletedBlobsChecked: number;
+  stillServed: GcVerification['stillServed'];
+  manifestsChecked: number;
+  blobsChecked: number;
+  missing: GcVerification['missing'];
+  truncated: boolean;
+}
+
 /**
- * After a collection: no blob it deleted may still be served in a repository that linked it, and every
- * blob of every tagged manifest (platform manifests of indexes included) must be readable.
+ * After a collection, through the registry's API: no blob it deleted may still be claimed (HEAD, which is
+ * what a client pushing the blob again asks, and what a stale blob descriptor cache still answers 200 to)
+ * in a repository that linked it; and every blob of the tagged manifests checked (platform manifests of
+ * indexes included) must be readable (a one-byte ranged GET, so the bytes are really there). `tagged` is
+ * either a list of tags (a sample) or `catalog`: every tag of every repository.
  */
-export async function verifyCollection(
+export async function verifyThroughRegistry(
   client: RegistryClient,
-  deleted: RepositoryDigest[],
-  concurrency: number,
-  signal?: AbortSignal,
-): Promise<GcVerification> {
-  const limit = pLimit(concurrency);
-  const result: GcVerification = {
-    ok: true,
+  opts: {
+    deleted: RepositoryDigest[];
+    tagged: { repository: string; tag: string }[] | 'catalog';
+    concurrency: number;
+    signal?: AbortSignal;
+  },
+): Promise<RegistryCheck> {
+  const { signal } = opts;
+  const limit = pLimit(opts.concurrency);
+  const result: RegistryCheck = {
     deletedBlobsChecked: 0,
     stillServed: [],
     manifestsChecked: 0,
@@ -101,16 +116,15 @@ export async function verifyCollection(
     truncated: false,
   };
   const note = <T>(list: T[], problem: T) => {
-    result.ok = false;
     if (list.length < MAX_PROBLEMS) list.push(problem);
     else result.truncated = true;
   };
 
   const deletedChecks = Promise.all(
-    deleted.map(({ repository, digest }) =>
+    opts.deleted.map(({ repository, digest }) =>
       limit(async () => {
         signal?.throwIfAborted();
-        const status = await client.blobStatus(repository, digest);
+        const status = await client.blobHeadStatus(repository, digest);
         result.deletedBlobsChecked++;
         if (served(status)) note(result.stillServed, { repository, digest, status });
       }),
@@ -118,9 +132,9 @@ export async function verifyCollection(
   );
 
   // Every repository at once: each request takes a slot of `limit`, so `concurrency` are in flight.
-  const checkRepository = async (repository: string) => {
+  const checkRepository = async (repository: string, only?: string[]) => {
     signal?.throwIfAborted();
-    const tags = await limit(() => orGone(() => client.listTags(repository)));
+    const tags = only ?? (await limit(() => orGone(() => client.listTags(repository))));
     if (!tags?.length) return;
     const checkedBlobs = new Map<string, Promise<number>>();
     const blobStatus = (blob: string) => {
@@ -136,9 +150,10 @@ export async function verifyCollection(
       result.manifestsChecked++;
       const image = isIndex(m) ? null : (m.json as ImageManifest);
       const blobs = image
-        ? [image.config?.digest, ...(image.layers ?? []).map((l) => l.digest)].filter(
-            (d): d is string => typeof d === 'string',
-          )
+        ? [
+            image.config?.digest,
+            ...(image.layers ?? []).filter((l) => !l.urls?.length).map((l) => l.digest),
+          ].filter((d): d is string => typeof d === 'string')
         : [];
       await Promise.all(
         blobs.map(async (blob) => {
@@ -160,23 +175,43 @@ export async function verifyCollection(
     await Promise.all(
       tags.map(async (tag) => {
         const m = await limit(() => orGone(() => client.getManifest(repository, tag)));
-        if (!m) note(result.missing, { repository, tag, digest: tag, blob: tag, status: 404 });
-        else await checkManifest(tag, m);
+        // A sampled tag deleted since the storage was read is no problem; one the registry lists is.
+        if (!m) {
+          if (!only) note(result.missing, { repository, tag, digest: tag, blob: tag, status: 404 });
+        } else await checkManifest(tag, m);
       }),
     );
   };
 
   const walks: Promise<void>[] = [];
-  let last: string | undefined;
-  do {
-    const page = await client.catalogPage(CATALOG_PAGE, last);
-    walks.push(...page.repositories.map(checkRepository));
-    // A page's walks run while the next page is read; a huge catalog is bounded by `limit`, not memory of promises per page.
-    if (walks.length >= 4 * CATALOG_PAGE) await Promise.all(walks.splice(0));
-    last = page.next ?? undefined;
-  } while (last);
+  if (opts.tagged === 'catalog') {
+    let last: string | undefined;
+    do {
+      const page = await client.catalogPage(CATALOG_PAGE, last);
+      walks.push(...page.repositories.map((r) => checkRepository(r)));
+      // A page's walks run while the next page is read; a huge catalog is bounded by `limit`, not memory of promises per page.
+      if (walks.length >= 4 * CATALOG_PAGE) await Promise.all(walks.splice(0));
+      last = page.next ?? undefined;
+    } while (last);
+  } else {
+    const byRepository = new Map<string, string[]>();
+    for (const { repository, tag } of opts.tagged)
+      byRepository.set(repository, [...(byRepository.get(repository) ?? []), tag]);
+    for (const [repository, tags] of byRepository) walks.push(checkRepository(repository, tags));
+  }
   await Promise.all([deletedChecks, ...walks]);
   return result;
+}
+
+/** Up to `n` items picked at random (all of them when there are fewer). */
+export function sample<T>(items: T[], n: number): T[] {
+  if (items.length <= n) return items;
+  const copy = items.slice();
+  for (let i = 0; i < n; i++) {
+    const j = i + Math.floor(Math.random() * (copy.length - i));
+    [copy[i], copy[j]] = [copy[j], copy[i]];
+  }
+  return copy.slice(0, n);
 }
 
 /** The value, or null when the registry says the thing does not exist (any 404). */

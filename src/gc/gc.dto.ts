@@ -3,7 +3,14 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 import { GraphQLJSONObject } from 'graphql-scalars';
-import type { GcFence, GcPhase, GcStatus, GcTrigger, GcVerification } from './gc.entity.js';
+import {
+  GC_VERIFICATION_MODES,
+  type GcFence,
+  type GcPhase,
+  type GcStatus,
+  type GcTrigger,
+  type GcVerification,
+} from './gc.entity.js';
 
 export const GC_STATUSES: GcStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 export const GC_FENCES: GcFence[] = ['gateway', 'readonly', 'stop', 'none'];
@@ -49,20 +56,66 @@ export class GcProblemView {
   @ApiProperty() @Field(() => Int) status: number;
 }
 
+@ObjectType('GcStorageProblem', { description: 'Something the storage-side check found wrong.' })
+export class GcStorageProblemView {
+  @ApiProperty({ description: 'Empty when the problem is not one repository’s.' })
+  @Field()
+  repository: string;
+  @ApiPropertyOptional() @Field({ nullable: true }) tag?: string;
+  @ApiProperty({ description: 'The manifest the problem belongs to, or the deleted blob.' })
+  @Field()
+  digest: string;
+  @ApiProperty({ description: 'What is missing (or still there).' }) @Field() blob: string;
+  @ApiProperty({ example: 'blob data missing' }) @Field() problem: string;
+}
+
+@ObjectType('GcStorageVerification', {
+  description: 'What was checked on the storage through the executor after the collection (everything).',
+})
+export class GcStorageVerificationView {
+  @ApiProperty() @Field(() => Int) tagsChecked: number;
+  @ApiProperty({ description: 'Tagged manifests and the platform manifests of tagged indexes.' })
+  @Field(() => Int)
+  manifestsChecked: number;
+  @ApiProperty({ description: 'Their configs and layers: stored, and linked in the repository.' })
+  @Field(() => Int)
+  blobsChecked: number;
+  @ApiProperty({ description: 'Blobs the collector deleted: none may still be stored.' })
+  @Field(() => Int)
+  deletedBlobsChecked: number;
+  @ApiProperty({ type: [GcStorageProblemView] })
+  @Field(() => [GcStorageProblemView])
+  problems: GcStorageProblemView[];
+}
+
 @ObjectType('GcVerification', { description: 'What the gateway checked after the collection.' })
 export class GcVerificationView {
   @ApiProperty() @Field() ok: boolean;
-  @ApiProperty({ description: 'Deleted blobs looked up through the registry API; each must be gone.' })
+  @ApiProperty({
+    enum: GC_VERIFICATION_MODES,
+    description: '`sample`: the registry’s API was asked about a random sample; `full`: about everything.',
+  })
+  @Field(() => String, { description: 'sample or full' })
+  mode: string;
+  @ApiProperty({ type: GcStorageVerificationView })
+  @Field(() => GcStorageVerificationView)
+  storage: GcStorageVerificationView;
+  @ApiProperty({
+    description: 'Deleted blobs asked about through the registry API (HEAD); each must be gone.',
+  })
   @Field(() => Int)
   deletedBlobsChecked: number;
-  @ApiProperty({ type: [GcProblemView], description: 'Deleted blobs the registry still serves.' })
+  @ApiProperty({ type: [GcProblemView], description: 'Deleted blobs the registry still claims.' })
   @Field(() => [GcProblemView])
   stillServed: GcProblemView[];
-  @ApiProperty({ description: 'Tagged manifests whose every blob was fetched.' })
+  @ApiProperty({ description: 'Tagged manifests fetched through the registry API, with every blob read.' })
   @Field(() => Int)
   manifestsChecked: number;
   @ApiProperty() @Field(() => Int) blobsChecked: number;
-  @ApiProperty({ type: [GcProblemView], description: 'Blobs of tagged manifests that are missing.' })
+  @ApiProperty({
+    type: [GcProblemView],
+    description: 'Blobs of tagged manifests the registry does not serve.',
+  })
   @Field(() => [GcProblemView])
   missing: GcProblemView[];
   @ApiProperty({ description: 'More problems were found than are listed.' }) @Field() truncated: boolean;

@@ -59,6 +59,9 @@ export class GcSettingsEntity {
   @Column({ name: 'max_grace_wait_seconds', type: 'integer', default: 3600 })
   maxGraceWaitSeconds: number;
 
+  @Column({ type: 'varchar', length: 8, default: 'sample' })
+  verification: GcVerificationMode;
+
   @Column({ type: 'text', nullable: true })
   schedule: string | null;
 
@@ -84,13 +87,38 @@ export class GcSettingsEntity {
   updatedAt: Date;
 }
 
+/** How a run checks the registry's API after the storage-side check (which is always whole). */
+export type GcVerificationMode = 'sample' | 'full';
+export const GC_VERIFICATION_MODES: GcVerificationMode[] = ['sample', 'full'];
+
+/** Something the storage-side check found wrong. */
+export interface GcStorageProblem {
+  repository: string;
+  tag?: string;
+  /** The manifest the problem belongs to (or the deleted blob). */
+  digest: string;
+  /** What is missing (or, for a deleted blob, still there). */
+  blob: string;
+  problem: string;
+}
+
 /** What verification after a collection found. */
 export interface GcVerification {
   ok: boolean;
+  /** `sample`: the registry's API is asked about a random sample; `full`: about everything. */
+  mode: GcVerificationMode;
+  /** Checked on the storage through the executor, after the collection: every tag, manifest and blob. */
+  storage: {
+    tagsChecked: number;
+    manifestsChecked: number;
+    blobsChecked: number;
+    deletedBlobsChecked: number;
+    problems: GcStorageProblem[];
+  };
   /** Deleted blobs checked through the registry's API (each must now be 404). */
   deletedBlobsChecked: number;
   stillServed: { repository: string; digest: string; status: number }[];
-  /** Tagged manifests whose blobs were all fetched. */
+  /** Tagged manifests whose blobs were all fetched through the registry's API. */
   manifestsChecked: number;
   blobsChecked: number;
   missing: { repository: string; tag: string; digest: string; blob: string; status: number }[];

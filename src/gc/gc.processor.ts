@@ -19,7 +19,18 @@ import type { RegistryEntity } from '../registries/registry.entity.js';
 import { DEFAULT_CONTAINER_STORAGE_PATH, type ExecResult, type GcExecutor } from './executors/gc-executor.js';
 import { parseGcOutput, type GcOutputSummary, type RepositoryDigest } from './gc-output.js';
 import { GcSettingsService } from './gc-settings.service.js';
-import { flushRedisCache, verifyCollection, waitReady } from './gc-verifier.js';
+import {
+  execLines,
+  existingPaths,
+  linkedIn,
+  MAX_PROBLEMS,
+  takeSnapshot,
+  v2Root,
+  verifyStorage,
+  type StorageCheck,
+  type StorageSnapshot,
+} from './gc-storage.js';
+import { flushRedisCache, sample, verifyThroughRegistry, waitReady } from './gc-verifier.js';
 import { GcRunEntity, GcSettingsEntity, type GcPhase, type GcVerification } from './gc.entity.js';
 import { GC_FINISHED_EVENT, GcService } from './gc.service.js';
 
@@ -53,7 +64,9 @@ class Progress {
   /** Time per phase; a phase entered twice (planning again after a wait) adds up. */
   readonly phaseMs: Record<string, number> = {};
   private since = performance.now();
-  private tail = '';
+  /** The output's last chunks, at most LIVE_OUTPUT_TAIL characters past the first (joined when written). */
+  private chunks: string[] = [];
+  private chunkChars = 0;
   private live = false;
   private timer?: NodeJS.Timeout;
   private writing: Promise<unknown> = Promise.resolve();
@@ -82,13 +95,17 @@ class Progress {
     this.since = now;
   }
 
+  /** Called for every chunk the collector writes (thousands a second): keeps chunks, copies nothing. */
   output(chunk: string) {
     this.live = true;
-    this.tail = (this.tail + chunk).slice(-LIVE_OUTPUT_TAIL);
+    this.chunks.push(chunk);
+    this.chunkChars += chunk.length;
+    while (this.chunks.length > 1 && this.chunkChars - this.chunks[0].length >= LIVE_OUTPUT_TAIL)
+      this.chunkChars -= this.chunks.shift()!.length;
   }
 
   beat(): Promise<unknown> {
-    const tail = this.live ? this.tail : null;
+    const tail = this.live ? this.chunks.join('').slice(-LIVE_OUTPUT_TAIL) : null;
     this.writing = this.writing
       .then(async () => {
         const [rows] = (await this.ds.query(
@@ -318,7 +335,22 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     let failure: unknown;
     let collecting = false;
     let cacheCleared = false;
+    // Reads of the storage that run beside another step; settled before the executor is closed.
+    const beside: Promise<unknown>[] = [];
+    const alongside = <T>(p: Promise<T>): Promise<T> => {
+      beside.push(p.catch(() => undefined));
+      return p;
+    };
     try {
+      // The storage is measured and listed (one `du -ak`) while the fence goes up.
+      const reading = alongside(
+        Promise.all([
+          takeSnapshot(executor, root, signal),
+          !run.dryRun && settings.graceSeconds > 0
+            ? this.youngBlobs(executor, root, settings.graceSeconds, signal)
+            : Promise.resolve(new Set<string>()),
+        ]),
+      );
       if (!run.dryRun) {
         await progress.to('fencing');
         if (run.fence !== 'none')
@@ -334,17 +366,13 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       }
 
       await progress.to('measuring');
-      const before = await executor.storageBytes(signal);
-      fields.bytes_before = before;
+      const [before, young] = await reading;
+      fields.bytes_before = before.bytes;
 
       await progress.to('planning');
       // A dry run first only when something must be known before anything is deleted: whether a young
       // blob (grace window) or an index's child (--delete-untagged on 2.x) is among the candidates.
       const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
-      const young =
-        !run.dryRun && settings.graceSeconds > 0
-          ? await this.youngBlobs(executor, root, settings.graceSeconds, signal)
-          : new Set<string>();
       let plan: Plan | null = null;
       if (run.dryRun || young.size > 0 || (run.deleteUntagged && !v3)) {
         plan = await this.plan(executor, root, run, signal);
@@ -366,10 +394,6 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         plan = await this.waitForGrace(executor, root, run, settings, plan, progress, signal);
         fields.bytes_estimated = plan.bytesEstimated;
       }
-      // Sizes of every blob, to estimate what the collection frees from the blobs it lists; and which
-      // repositories link each blob: where verification must find the deleted ones gone.
-      const sizes = plan ? null : await this.blobSizes(executor, root, signal);
-      const links = await this.layerLinks(executor, root, signal);
 
       await progress.to('collecting');
       collecting = true;
@@ -399,9 +423,19 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           502,
           { exitCode: out.exitCode },
         );
-      if (sizes) fields.bytes_estimated = summary.blobsDeleted.reduce((n, d) => n + (sizes.get(d) ?? 0), 0);
+      // The estimate: what the blobs the collector listed took on disk before.
+      if (!plan)
+        fields.bytes_estimated = summary.blobsDeleted.reduce((n, d) => n + (before.blobs.get(d) ?? 0), 0);
 
       await progress.to('clearing-cache');
+      // The storage is measured and checked while the cache is emptied (the registry restarting, say):
+      // reading the storage needs no registry.
+      const checking = alongside(
+        (async () => {
+          const after = await takeSnapshot(executor, root, signal);
+          return { after, storage: await verifyStorage(executor, root, after, summary.blobsDeleted, signal) };
+        })(),
+      );
       if (settings.cache.type === 'redis')
         await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
       if (state === 'stopped') {
@@ -415,18 +449,23 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       await waitReady(client, this.config.gc.readyTimeoutMs, signal);
 
       await progress.to('verifying');
-      const deleted = new Set(summary.blobsDeleted);
-      const verification = await verifyCollection(
+      const { after, storage } = await checking;
+      Object.assign(fields, {
+        bytes_after: after.bytes,
+        bytes_freed: Math.max(0, before.bytes - after.bytes),
+      });
+      const verification = await this.verify(
         client,
-        links.filter((l) => deleted.has(l.digest)),
-        this.config.gc.verifyConcurrency,
+        settings,
+        root,
+        before,
+        after,
+        storage,
+        summary.blobsDeleted,
+        executor,
         signal,
       );
       fields.verification = verification;
-
-      await progress.to('measuring');
-      const after = await executor.storageBytes(signal);
-      Object.assign(fields, { bytes_after: after, bytes_freed: Math.max(0, before - after) });
 
       await progress.to('unfencing');
       await fence?.release();
@@ -448,6 +487,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         this.logger.error(`GC run ${run.id}: registry "${registry.name}" not restored: ${err.message}`),
       );
       await fence?.release().catch(() => undefined);
+      await Promise.all(beside);
       await executor.close().catch(() => undefined);
       progress.close();
       fields.phase_ms = progress.phaseMs;
@@ -459,6 +499,79 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         progress.phase,
       );
     }
+  }
+
+  /**
+   * The storage-side check is whole; the registry's API is then asked about a sample of it (`sample`) or
+   * about everything (`full`). The API check is what ties the storage the executor reads to the registry
+   * that serves: deleted blobs it still claims (a stale cache), blobs of tagged images it cannot read,
+   * repositories it lists that the storage does not hold (a storagePath pointing elsewhere).
+   */
+  private async verify(
+    client: RegistryClient,
+    settings: GcSettingsEntity,
+    root: string,
+    before: StorageSnapshot,
+    after: StorageSnapshot,
+    storage: StorageCheck,
+    deleted: string[],
+    executor: GcExecutor,
+    signal: AbortSignal,
+  ): Promise<GcVerification> {
+    const full = settings.verification === 'full';
+    const n = this.config.gc.verifySample;
+    const deletedPairs = linkedIn(before, deleted);
+    const problems = storage.problems;
+    if (deleted.length && !deleted.some((d) => before.blobs.has(d)))
+      problems.unshift({
+        repository: '',
+        digest: '',
+        blob: '',
+        problem: `none of the ${deleted.length} blob(s) the collector deleted was in the storage the executor reads (${root}): executor.storagePath is not this registry's storage`,
+      });
+    const [api, catalog] = await Promise.all([
+      verifyThroughRegistry(client, {
+        deleted: full ? deletedPairs : sample(deletedPairs, n),
+        tagged: full ? 'catalog' : sample(storage.tagged, n),
+        concurrency: this.config.gc.verifyConcurrency,
+        signal,
+      }),
+      // A registry that keeps its catalog from this client only loses this cross-check.
+      client.catalogPage(n).catch(() => ({ repositories: [] as string[] })),
+    ]);
+    const held = (r: string) =>
+      after.layers.has(r) || after.revisions.has(r) || after.tags.some((t) => t.repository === r);
+    const unknown = catalog.repositories.filter((r) => !held(r));
+    if (unknown.length) {
+      const dirs = unknown.map((r) => `${v2Root(root)}/repositories/${r}`);
+      const found = await existingPaths(executor, dirs, signal);
+      unknown.forEach((r, i) => {
+        if (!found.has(dirs[i]) && problems.length < MAX_PROBLEMS)
+          problems.push({
+            repository: r,
+            digest: '',
+            blob: '',
+            problem: `the registry lists the repository, the storage the executor reads (${root}) does not hold it`,
+          });
+      });
+    }
+    return {
+      ok: !problems.length && !api.stillServed.length && !api.missing.length,
+      mode: full ? 'full' : 'sample',
+      storage: {
+        tagsChecked: storage.tagsChecked,
+        manifestsChecked: storage.manifestsChecked,
+        blobsChecked: storage.blobsChecked,
+        deletedBlobsChecked: storage.deletedBlobsChecked,
+        problems,
+      },
+      deletedBlobsChecked: api.deletedBlobsChecked,
+      stillServed: api.stillServed,
+      manifestsChecked: api.manifestsChecked,
+      blobsChecked: api.blobsChecked,
+      missing: api.missing,
+      truncated: storage.truncated || api.truncated,
+    };
   }
 
   /** A dry run of the collector: what a real run would delete, with disk usage and ages from the storage. */
@@ -553,59 +666,6 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     }
   }
 
-  /** Every `<repo>/_layers/<alg>/<hex>/link`: which repositories serve which blob. */
-  private async layerLinks(
-    executor: GcExecutor,
-    root: string,
-    signal: AbortSignal,
-  ): Promise<RepositoryDigest[]> {
-    const re = /\/repositories\/(.+)\/_layers\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
-    const links: RepositoryDigest[] = [];
-    // Revisions and uploads are pruned: the walk stays proportional to the layers, not the manifests.
-    await this.lines(
-      executor,
-      [
-        'find',
-        `${root}/docker/registry/v2/repositories`,
-        '(',
-        '-name',
-        '_manifests',
-        '-o',
-        '-name',
-        '_uploads',
-        ')',
-        '-prune',
-        '-o',
-        '-path',
-        '*/_layers/*/link',
-        '-type',
-        'f',
-        '-print',
-      ],
-      signal,
-      (line) => {
-        const m = re.exec(line);
-        if (m) links.push({ repository: m[1], digest: `${m[2]}:${m[3]}` });
-      },
-    );
-    return links;
-  }
-
-  /** Disk usage of every blob (`du -ak`, KiB blocks as the before/after measurements count them). */
-  private async blobSizes(
-    executor: GcExecutor,
-    root: string,
-    signal: AbortSignal,
-  ): Promise<Map<string, number>> {
-    const re = /^(\d+)\s+.*\/blobs\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)\/data$/;
-    const sizes = new Map<string, number>();
-    await this.lines(executor, ['du', '-ak', `${root}/docker/registry/v2/blobs`], signal, (line) => {
-      const m = re.exec(line);
-      if (m) sizes.set(`${m[2]}:${m[3]}`, Number(m[1]) * 1024);
-    });
-    return sizes;
-  }
-
   /** Blobs written within the grace window. */
   private async youngBlobs(
     executor: GcExecutor,
@@ -615,7 +675,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
   ): Promise<Set<string>> {
     const re = /\/blobs\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)\/data$/;
     const young = new Set<string>();
-    await this.lines(
+    await execLines(
       executor,
       [
         'find',
@@ -634,37 +694,6 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       },
     );
     return young;
-  }
-
-  /**
-   * Runs a listing command and hands each output line to `onLine` as it streams, so a listing larger
-   * than the executor's output cap is still read whole. A missing folder (nothing pushed yet) lists nothing.
-   */
-  private async lines(
-    executor: GcExecutor,
-    argv: string[],
-    signal: AbortSignal,
-    onLine: (line: string) => void,
-  ): Promise<void> {
-    let pending = '';
-    const r = await executor.exec(argv, {
-      signal,
-      onOutput: (chunk) => {
-        const parts = (pending + chunk).split('\n');
-        pending = parts.pop()!;
-        for (const p of parts) onLine(p.trim());
-      },
-    });
-    if (pending) onLine(pending.trim());
-    if (r.exitCode !== 0 && !/No such file or directory/.test(r.output))
-      throw new DomainError(
-        'EXECUTOR_COMMAND_FAILED',
-        `${argv[0]} exited with ${r.exitCode}: ${r.output.slice(-500)}`,
-        502,
-        {
-          command: argv.slice(0, 2),
-        },
-      );
   }
 
   /**
@@ -822,13 +851,19 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
 
 function verificationFailed(v: GcVerification): DomainError {
   const parts: string[] = [];
+  const more = v.truncated ? '+' : '';
+  const [p] = v.storage.problems;
+  if (p)
+    parts.push(
+      `${v.storage.problems.length}${more} problem(s) in the storage, e.g. ${p.problem}${p.repository ? ` (${p.repository}${p.tag ? `:${p.tag}` : ''}${p.blob ? ` ${p.blob}` : ''})` : ''}`,
+    );
   if (v.stillServed.length)
     parts.push(
-      `${v.stillServed.length}${v.truncated ? '+' : ''} deleted blob(s) still served, e.g. ${v.stillServed[0].repository}@${v.stillServed[0].digest}`,
+      `${v.stillServed.length}${more} deleted blob(s) still claimed by the registry, e.g. ${v.stillServed[0].repository}@${v.stillServed[0].digest}`,
     );
   if (v.missing.length)
     parts.push(
-      `${v.missing.length}${v.truncated ? '+' : ''} blob(s) of tagged images missing, e.g. ${v.missing[0].repository}:${v.missing[0].tag} needs ${v.missing[0].blob}`,
+      `${v.missing.length}${more} blob(s) of tagged images not served, e.g. ${v.missing[0].repository}:${v.missing[0].tag} needs ${v.missing[0].blob}`,
     );
   return new DomainError('GC_VERIFICATION_FAILED', `verification after GC failed: ${parts.join('; ')}`, 500);
 }

@@ -29,6 +29,8 @@ export interface Descriptor {
   platform?: Platform;
   annotations?: Record<string, string>;
   artifactType?: string;
+  /** Foreign layers: fetched from these URLs, never pushed to the registry. */
+  urls?: string[];
 }
 
 export interface Platform {

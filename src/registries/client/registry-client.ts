@@ -254,12 +254,25 @@ export class RegistryClient {
    * with 200 for a blob whose data is gone; reading it shows the truth.
    */
   async blobStatus(repository: string, digest: string): Promise<number> {
+    return this.blobProbe('GET', repository, digest);
+  }
+
+  /**
+   * Whether the registry claims to hold a blob in this repository: the status of a HEAD, which is what a
+   * client pushing the blob asks before it uploads (200 means "skip the upload"). A stale blob descriptor
+   * cache answers it from memory.
+   */
+  async blobHeadStatus(repository: string, digest: string): Promise<number> {
+    return this.blobProbe('HEAD', repository, digest);
+  }
+
+  private async blobProbe(method: 'GET' | 'HEAD', repository: string, digest: string): Promise<number> {
     assertRepositoryName(repository);
     assertDigest(digest);
     const res = await this.send({
-      method: 'GET',
+      method,
       path: `${repository}/blobs/${digest}`,
-      headers: { range: 'bytes=0-0' },
+      headers: method === 'GET' ? { range: 'bytes=0-0' } : {},
       what: `blob ${repository}@${digest}`,
     });
     await res.body.dump();

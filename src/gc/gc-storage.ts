@@ -1,0 +1,355 @@
+import { DomainError } from '../common/domain-error.js';
+import type { GcExecutor } from './executors/gc-executor.js';
+import type { RepositoryDigest } from './gc-output.js';
+import type { GcStorageProblem } from './gc.entity.js';
+
+/*
+ * What the registry's storage holds, read through the executor (where the registry lives) with the tools
+ * every registry image has (`du`, `grep`, `stat`), in Distribution's storage layout:
+ *
+ *   <root>/docker/registry/v2/blobs/<alg>/<xx>/<hex>/data
+ *   <root>/docker/registry/v2/repositories/<name>/_layers/<alg>/<hex>/link
+ *   <root>/docker/registry/v2/repositories/<name>/_manifests/revisions/<alg>/<hex>/link
+ *   <root>/docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link
+ *
+ * One `du -ak` of the root is both the measurement (its last line) and the listing a run needs: blob
+ * sizes for the estimate, which repositories link which blob, and after the collection, the structure the
+ * storage-side verification checks.
+ */
+
+/** Paths per command line: well inside ARG_MAX everywhere (exec in containers included). */
+const PATH_BATCH = 200;
+/** How many problems a verification lists (the count is always whole). */
+export const MAX_PROBLEMS = 100;
+
+export interface StorageSnapshot {
+  /** Disk usage of the whole storage root (`du -k` blocks, in bytes). */
+  bytes: number;
+  /** Blob digest -> disk usage of its data file. */
+  blobs: Map<string, number>;
+  /** Repository -> blob digests it links (`_layers`): what it serves as blobs. */
+  layers: Map<string, Set<string>>;
+  /** Repository -> manifest digests it has a revision of: what it serves as manifests. */
+  revisions: Map<string, Set<string>>;
+  /** Every tag's `current/link`, to be read for the digest it points at. */
+  tags: { repository: string; tag: string }[];
+}
+
+export function v2Root(root: string): string {
+  return `${root.replace(/\/+$/, '')}/docker/registry/v2`;
+}
+
+export function blobDataPath(root: string, digest: string): string {
+  const [alg, hex] = digest.split(':');
+  return `${v2Root(root)}/blobs/${alg}/${hex.slice(0, 2)}/${hex}/data`;
+}
+
+function linkPath(root: string, repository: string, kind: '_layers' | 'revisions', digest: string) {
+  const [alg, hex] = digest.split(':');
+  const dir = kind === '_layers' ? '_layers' : '_manifests/revisions';
+  return `${v2Root(root)}/repositories/${repository}/${dir}/${alg}/${hex}/link`;
+}
+
+function tagLinkPath(root: string, repository: string, tag: string) {
+  return `${v2Root(root)}/repositories/${repository}/_manifests/tags/${tag}/current/link`;
+}
+
+/**
+ * Runs a listing command and hands each output line to `onLine` as it streams, so a listing larger than
+ * the executor's output cap is still read whole. A missing folder (nothing pushed yet) lists nothing.
+ */
+export async function execLines(
+  executor: GcExecutor,
+  argv: string[],
+  signal: AbortSignal | undefined,
+  onLine: (line: string) => void,
+  okExitCodes: number[] = [0],
+): Promise<void> {
+  let pending = '';
+  const r = await executor.exec(argv, {
+    signal,
+    onOutput: (chunk) => {
+      const parts = (pending + chunk).split('\n');
+      pending = parts.pop()!;
+      for (const p of parts) onLine(p);
+    },
+  });
+  if (pending) onLine(pending);
+  if (!okExitCodes.includes(r.exitCode) && !/No such file or directory/.test(r.output))
+    throw new DomainError(
+      'EXECUTOR_COMMAND_FAILED',
+      `${argv[0]} exited with ${r.exitCode}: ${r.output.slice(-500)}`,
+      502,
+      {
+        command: argv.slice(0, 2),
+      },
+    );
+}
+
+/** One `du -ak` walk of the storage: its size and its structure. */
+export async function takeSnapshot(
+  executor: GcExecutor,
+  root: string,
+  signal?: AbortSignal,
+): Promise<StorageSnapshot> {
+  const base = root.replace(/\/+$/, '') || '/';
+  const v2 = `${v2Root(root)}/`;
+  const snapshot: StorageSnapshot = {
+    bytes: 0,
+    blobs: new Map(),
+    layers: new Map(),
+    revisions: new Map(),
+    tags: [],
+  };
+  const add = (map: Map<string, Set<string>>, repository: string, digest: string) => {
+    let set = map.get(repository);
+    if (!set) map.set(repository, (set = new Set()));
+    set.add(digest);
+  };
+  const blobRe = /^blobs\/([a-z0-9]+)\/[0-9a-f]{2}\/([0-9a-f]+)\/data$/;
+  const layerRe = /^repositories\/(.+)\/_layers\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
+  const revisionRe = /^repositories\/(.+)\/_manifests\/revisions\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
+  const tagRe = /^repositories\/(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/;
+  await execLines(executor, ['du', '-ak', base], signal, (line) => {
+    const tab = /^(\d+)\s+(.*)$/.exec(line.trimEnd());
+    if (!tab) return;
+    const kib = Number(tab[1]);
+    const path = tab[2];
+    if (path === base) {
+      snapshot.bytes = kib * 1024;
+      return;
+    }
+    if (!path.startsWith(v2)) return;
+    const rel = path.slice(v2.length);
+    let m: RegExpExecArray | null;
+    if ((m = blobRe.exec(rel))) snapshot.blobs.set(`${m[1]}:${m[2]}`, kib * 1024);
+    else if ((m = layerRe.exec(rel))) add(snapshot.layers, m[1], `${m[2]}:${m[3]}`);
+    else if ((m = revisionRe.exec(rel))) add(snapshot.revisions, m[1], `${m[2]}:${m[3]}`);
+    else if ((m = tagRe.exec(rel))) snapshot.tags.push({ repository: m[1], tag: m[2] });
+  });
+  return snapshot;
+}
+
+/**
+ * The contents of small text files (links, manifests), by path, through `grep -sH ''` in batches. A file
+ * that is gone (or unreadable) is simply absent from the result.
+ */
+export async function readFiles(
+  executor: GcExecutor,
+  paths: string[],
+  signal?: AbortSignal,
+): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < paths.length; i += PATH_BATCH) {
+    const batch = paths.slice(i, i + PATH_BATCH);
+    // grep prints `<path>:<line>` for every line, file by file in the order given; which file a line
+    // belongs to is the longest listed path it starts with.
+    let at = 0;
+    const append = (path: string, text: string) => {
+      const prev = out.get(path);
+      out.set(path, prev === undefined ? text : `${prev}\n${text}`);
+    };
+    await execLines(
+      executor,
+      ['grep', '-sH', '', '--', ...batch],
+      signal,
+      (line) => {
+        for (let j = at; j < batch.length; j++) {
+          if (line.startsWith(`${batch[j]}:`)) {
+            at = j;
+            append(batch[j], line.slice(batch[j].length + 1));
+            return;
+          }
+        }
+      },
+      [0, 1, 2], // 1: nothing matched (empty files), 2: some file was gone
+    );
+  }
+  return out;
+}
+
+/** Which of these paths exist now (`stat`, in batches). */
+export async function existingPaths(
+  executor: GcExecutor,
+  paths: string[],
+  signal?: AbortSignal,
+): Promise<Set<string>> {
+  const found = new Set<string>();
+  for (let i = 0; i < paths.length; i += PATH_BATCH) {
+    const batch = new Set(paths.slice(i, i + PATH_BATCH));
+    await execLines(
+      executor,
+      ['stat', '-c', '%n', '--', ...batch],
+      signal,
+      (line) => {
+        if (batch.has(line)) found.add(line);
+      },
+      [0, 1],
+    );
+  }
+  return found;
+}
+
+export interface StorageCheck {
+  tagsChecked: number;
+  manifestsChecked: number;
+  blobsChecked: number;
+  deletedBlobsChecked: number;
+  problems: GcStorageProblem[];
+  truncated: boolean;
+  /** Tagged images, for the registry-side check to sample from. */
+  tagged: { repository: string; tag: string; digest: string }[];
+}
+
+interface Expectation {
+  path: string;
+  problem: GcStorageProblem;
+}
+
+/**
+ * After a collection, on the storage: every tag points at a manifest the repository still has (revision
+ * link and data), every blob such a manifest needs (config, layers, and for an index its platform
+ * manifests and theirs) is stored and linked in the repository, and no blob the collector deleted is
+ * still stored. What the snapshot misses is looked up once more before it counts as a problem, so a push
+ * that lands during the check (the `gateway` fence lets pushes through) is not reported as corruption.
+ */
+export async function verifyStorage(
+  executor: GcExecutor,
+  root: string,
+  snapshot: StorageSnapshot,
+  deleted: string[],
+  signal?: AbortSignal,
+): Promise<StorageCheck> {
+  const result: StorageCheck = {
+    tagsChecked: 0,
+    manifestsChecked: 0,
+    blobsChecked: 0,
+    deletedBlobsChecked: 0,
+    problems: [],
+    truncated: false,
+    tagged: [],
+  };
+  const absent: Expectation[] = [];
+  const expect = (present: boolean, path: string, problem: GcStorageProblem) => {
+    if (!present) absent.push({ path, problem });
+  };
+
+  const tagPaths = snapshot.tags.map((t) => tagLinkPath(root, t.repository, t.tag));
+  const tagLinks = await readFiles(executor, tagPaths, signal);
+  const checked = new Set<string>();
+  let manifests: { repository: string; tag: string; digest: string }[] = [];
+  snapshot.tags.forEach((t, i) => {
+    const digest = tagLinks.get(tagPaths[i])?.trim();
+    // A tag folder without a readable link is a push still being written, or a tag being deleted.
+    if (!digest || !/^[a-z0-9]+:[0-9a-f]+$/.test(digest)) return;
+    result.tagsChecked++;
+    result.tagged.push({ ...t, digest });
+    manifests.push({ ...t, digest });
+  });
+
+  while (manifests.length) {
+    const fresh = manifests.filter((m) => {
+      const key = `${m.repository}@${m.digest}`;
+      if (checked.has(key)) return false;
+      checked.add(key);
+      return true;
+    });
+    const contents = await readFiles(
+      executor,
+      [...new Set(fresh.map((m) => blobDataPath(root, m.digest)))],
+      signal,
+    );
+    const next: typeof manifests = [];
+    for (const m of fresh) {
+      result.manifestsChecked++;
+      const where = { repository: m.repository, tag: m.tag, digest: m.digest };
+      expect(
+        snapshot.revisions.get(m.repository)?.has(m.digest) ?? false,
+        linkPath(root, m.repository, 'revisions', m.digest),
+        { ...where, blob: m.digest, problem: 'manifest revision link missing' },
+      );
+      const dataPath = blobDataPath(root, m.digest);
+      const text = contents.get(dataPath);
+      if (text === undefined) {
+        expect(false, dataPath, { ...where, blob: m.digest, problem: 'manifest data missing' });
+        continue;
+      }
+      for (const ref of references(text)) {
+        if (ref.manifest) {
+          next.push({ repository: m.repository, tag: m.tag, digest: ref.digest });
+          continue;
+        }
+        result.blobsChecked++;
+        expect(snapshot.blobs.has(ref.digest), blobDataPath(root, ref.digest), {
+          ...where,
+          blob: ref.digest,
+          problem: 'blob data missing',
+        });
+        expect(
+          snapshot.layers.get(m.repository)?.has(ref.digest) ?? false,
+          linkPath(root, m.repository, '_layers', ref.digest),
+          { ...where, blob: ref.digest, problem: 'blob not linked in the repository' },
+        );
+      }
+    }
+    manifests = next;
+  }
+
+  // Gone: a deleted blob still stored.
+  const stillStored = deleted.filter((d) => snapshot.blobs.has(d));
+  result.deletedBlobsChecked = deleted.length;
+
+  // Second look at everything the snapshot says is wrong.
+  const recheck = [
+    ...new Set([...absent.map((a) => a.path), ...stillStored.map((d) => blobDataPath(root, d))]),
+  ];
+  const now = recheck.length ? await existingPaths(executor, recheck, signal) : new Set<string>();
+  const note = (p: GcStorageProblem) => {
+    if (result.problems.length < MAX_PROBLEMS) result.problems.push(p);
+    else result.truncated = true;
+  };
+  for (const a of absent) if (!now.has(a.path)) note(a.problem);
+  for (const d of stillStored)
+    if (now.has(blobDataPath(root, d)))
+      note({ repository: '', digest: d, blob: d, problem: 'deleted blob still stored' });
+  return result;
+}
+
+/**
+ * The digests a stored manifest refers to: config and layers (blobs), or an index's manifests. Foreign
+ * layers (fetched from their URLs, never pushed) are not stored, and `subject` points at another image
+ * that may legitimately be gone. A manifest that is not JSON refers to nothing (schema 1 is signed JSON too).
+ */
+export function references(text: string): { digest: string; manifest: boolean }[] {
+  let json: {
+    config?: { digest?: string };
+    layers?: { digest?: string; urls?: string[]; mediaType?: string }[];
+    fsLayers?: { blobSum?: string }[];
+    manifests?: { digest?: string }[];
+  };
+  try {
+    json = JSON.parse(text) as typeof json;
+  } catch {
+    return [];
+  }
+  const out: { digest: string; manifest: boolean }[] = [];
+  const isDigest = (d: unknown): d is string => typeof d === 'string' && /^[a-z0-9]+:[0-9a-f]+$/.test(d);
+  for (const m of json.manifests ?? [])
+    if (isDigest(m.digest)) out.push({ digest: m.digest, manifest: true });
+  if (isDigest(json.config?.digest)) out.push({ digest: json.config.digest, manifest: false });
+  for (const l of json.layers ?? [])
+    if (isDigest(l.digest) && !l.urls?.length && !/foreign/.test(l.mediaType ?? ''))
+      out.push({ digest: l.digest, manifest: false });
+  for (const l of json.fsLayers ?? [])
+    if (isDigest(l.blobSum)) out.push({ digest: l.blobSum, manifest: false });
+  return out;
+}
+
+/** Repositories that link each of these blobs (where the registry served them before the collection). */
+export function linkedIn(snapshot: StorageSnapshot, digests: Iterable<string>): RepositoryDigest[] {
+  const wanted = new Set(digests);
+  const out: RepositoryDigest[] = [];
+  for (const [repository, set] of snapshot.layers)
+    for (const digest of set) if (wanted.has(digest)) out.push({ repository, digest });
+  return out;
+}
