@@ -19,8 +19,12 @@ import type { GcStorageProblem } from './gc.entity.js';
 
 /** Paths per command line: well inside ARG_MAX everywhere (exec in containers included). */
 const PATH_BATCH = 200;
-/** How many problems a verification lists (the count is always whole). */
+/** How many problems a verification lists. */
 export const MAX_PROBLEMS = 100;
+/** Suspects looked at again at most: enough to list MAX_PROBLEMS when most turn out fine. */
+const MAX_RECHECKS = 100 * MAX_PROBLEMS;
+/** Manifests read (and held) at once by the storage check. */
+const MANIFEST_SLICE = 5 * PATH_BATCH;
 
 export interface StorageSnapshot {
   /** Disk usage of the whole storage root (`du -k` blocks, in bytes). */
@@ -230,8 +234,11 @@ export async function verifyStorage(
     tagged: [],
   };
   const absent: Expectation[] = [];
+  // What the snapshot misses, to look at again; a storage broken everywhere lists the first ones.
   const expect = (present: boolean, path: string, problem: GcStorageProblem) => {
-    if (!present) absent.push({ path, problem });
+    if (present) return;
+    if (absent.length < MAX_RECHECKS) absent.push({ path, problem });
+    else result.truncated = true;
   };
 
   const tagPaths = snapshot.tags.map((t) => tagLinkPath(root, t.repository, t.tag));
@@ -254,42 +261,46 @@ export async function verifyStorage(
       checked.add(key);
       return true;
     });
-    const contents = await readFiles(
-      executor,
-      [...new Set(fresh.map((m) => blobDataPath(root, m.digest)))],
-      signal,
-    );
     const next: typeof manifests = [];
-    for (const m of fresh) {
-      result.manifestsChecked++;
-      const where = { repository: m.repository, tag: m.tag, digest: m.digest };
-      expect(
-        snapshot.revisions.get(m.repository)?.has(m.digest) ?? false,
-        linkPath(root, m.repository, 'revisions', m.digest),
-        { ...where, blob: m.digest, problem: 'manifest revision link missing' },
+    // A slice at a time, so a registry with a million tags is never held in memory as manifests at once.
+    for (let i = 0; i < fresh.length; i += MANIFEST_SLICE) {
+      const slice = fresh.slice(i, i + MANIFEST_SLICE);
+      const contents = await readFiles(
+        executor,
+        [...new Set(slice.map((m) => blobDataPath(root, m.digest)))],
+        signal,
       );
-      const dataPath = blobDataPath(root, m.digest);
-      const text = contents.get(dataPath);
-      if (text === undefined) {
-        expect(false, dataPath, { ...where, blob: m.digest, problem: 'manifest data missing' });
-        continue;
-      }
-      for (const ref of references(text)) {
-        if (ref.manifest) {
-          next.push({ repository: m.repository, tag: m.tag, digest: ref.digest });
+      for (const m of slice) {
+        result.manifestsChecked++;
+        const where = { repository: m.repository, tag: m.tag, digest: m.digest };
+        expect(
+          snapshot.revisions.get(m.repository)?.has(m.digest) ?? false,
+          linkPath(root, m.repository, 'revisions', m.digest),
+          { ...where, blob: m.digest, problem: 'manifest revision link missing' },
+        );
+        const dataPath = blobDataPath(root, m.digest);
+        const text = contents.get(dataPath);
+        if (text === undefined) {
+          expect(false, dataPath, { ...where, blob: m.digest, problem: 'manifest data missing' });
           continue;
         }
-        result.blobsChecked++;
-        expect(snapshot.blobs.has(ref.digest), blobDataPath(root, ref.digest), {
-          ...where,
-          blob: ref.digest,
-          problem: 'blob data missing',
-        });
-        expect(
-          snapshot.layers.get(m.repository)?.has(ref.digest) ?? false,
-          linkPath(root, m.repository, '_layers', ref.digest),
-          { ...where, blob: ref.digest, problem: 'blob not linked in the repository' },
-        );
+        for (const ref of references(text)) {
+          if (ref.manifest) {
+            next.push({ repository: m.repository, tag: m.tag, digest: ref.digest });
+            continue;
+          }
+          result.blobsChecked++;
+          expect(snapshot.blobs.has(ref.digest), blobDataPath(root, ref.digest), {
+            ...where,
+            blob: ref.digest,
+            problem: 'blob data missing',
+          });
+          expect(
+            snapshot.layers.get(m.repository)?.has(ref.digest) ?? false,
+            linkPath(root, m.repository, '_layers', ref.digest),
+            { ...where, blob: ref.digest, problem: 'blob not linked in the repository' },
+          );
+        }
       }
     }
     manifests = next;

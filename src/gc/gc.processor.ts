@@ -129,8 +129,9 @@ class Progress {
 }
 
 /**
- * Runs GC jobs: fence, measure, plan (a dry run), wait out the grace window, collect, clear the blob
- * descriptor cache, verify through the registry's API, measure, unfence. Also the sweep (runs committed
+ * Runs GC jobs: fence (while the storage is measured and listed), plan (a dry run), wait out the grace
+ * window, collect, clear the blob descriptor cache (while the storage is measured and checked again),
+ * verify through the registry's API, unfence. Also the sweep (runs committed
  * but not queued; runs of crashed workers, whose registry is restored and whose run is failed), the
  * schedules and the debounced run after deletions.
  */
