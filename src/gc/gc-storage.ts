@@ -172,25 +172,38 @@ export async function readFiles(
   return out;
 }
 
-/** Which of these paths exist now (`stat`, in batches). */
+/**
+ * `stat -c <format> -- <paths>` in batches, each output line to `onLine`. A path that is gone makes stat
+ * exit 1; the others are still listed.
+ */
+export async function statPaths(
+  executor: GcExecutor,
+  paths: string[],
+  format: string,
+  signal: AbortSignal | undefined,
+  onLine: (line: string) => void,
+): Promise<void> {
+  for (let i = 0; i < paths.length; i += PATH_BATCH)
+    await execLines(
+      executor,
+      ['stat', '-c', format, '--', ...paths.slice(i, i + PATH_BATCH)],
+      signal,
+      onLine,
+      [0, 1],
+    );
+}
+
+/** Which of these paths exist now. */
 export async function existingPaths(
   executor: GcExecutor,
   paths: string[],
   signal?: AbortSignal,
 ): Promise<Set<string>> {
+  const wanted = new Set(paths);
   const found = new Set<string>();
-  for (let i = 0; i < paths.length; i += PATH_BATCH) {
-    const batch = new Set(paths.slice(i, i + PATH_BATCH));
-    await execLines(
-      executor,
-      ['stat', '-c', '%n', '--', ...batch],
-      signal,
-      (line) => {
-        if (batch.has(line)) found.add(line);
-      },
-      [0, 1],
-    );
-  }
+  await statPaths(executor, paths, '%n', signal, (line) => {
+    if (wanted.has(line)) found.add(line);
+  });
   return found;
 }
 

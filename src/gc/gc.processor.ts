@@ -20,10 +20,12 @@ import { DEFAULT_CONTAINER_STORAGE_PATH, type ExecResult, type GcExecutor } from
 import { parseGcOutput, type GcOutputSummary, type RepositoryDigest } from './gc-output.js';
 import { GcSettingsService } from './gc-settings.service.js';
 import {
+  blobDataPath,
   execLines,
   existingPaths,
   linkedIn,
   MAX_PROBLEMS,
+  statPaths,
   takeSnapshot,
   v2Root,
   verifyStorage,
@@ -34,7 +36,6 @@ import { flushRedisCache, sample, verifyThroughRegistry, waitReady } from './gc-
 import { GcRunEntity, GcSettingsEntity, type GcPhase, type GcVerification } from './gc.entity.js';
 import { GC_FINISHED_EVENT, GcService } from './gc.service.js';
 
-const STAT_BATCH = 200;
 const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 const isCancel = (err: unknown) => err instanceof DomainError && err.code === 'GC_CANCELLED';
 /** Live output kept on the run while the collector runs (the final output replaces it). */
@@ -610,24 +611,14 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     signal: AbortSignal,
   ): Promise<Map<string, { size: number; mtime: number }>> {
     const out = new Map<string, { size: number; mtime: number }>();
-    const pathOf = (d: string) => {
-      const [alg, hex] = d.split(':');
-      return `${root}/docker/registry/v2/blobs/${alg}/${hex.slice(0, 2)}/${hex}/data`;
-    };
-    const byPath = new Map(digests.map((d) => [pathOf(d), d]));
-    const paths = [...byPath.keys()];
-    for (let i = 0; i < paths.length; i += STAT_BATCH) {
-      const batch = paths.slice(i, i + STAT_BATCH);
-      // A blob already gone makes stat exit 1; the others are still listed.
-      // Allocated blocks x block size: disk usage, the unit `du` measures the storage in, so estimated
-      // and freed bytes compare.
-      const r = await executor.exec(['stat', '-c', '%b %B %Y %n', ...batch], { signal });
-      for (const line of r.output.split('\n')) {
-        const m = /^(\d+) (\d+) (\d+) (.+)$/.exec(line.trim());
-        const digest = m && byPath.get(m[4]);
-        if (digest) out.set(digest, { size: Number(m[1]) * Number(m[2]), mtime: Number(m[3]) });
-      }
-    }
+    const byPath = new Map(digests.map((d) => [blobDataPath(root, d), d]));
+    // Allocated blocks x block size: disk usage, the unit `du` measures the storage in, so estimated and
+    // freed bytes compare.
+    await statPaths(executor, [...byPath.keys()], '%b %B %Y %n', signal, (line) => {
+      const m = /^(\d+) (\d+) (\d+) (.+)$/.exec(line.trim());
+      const digest = m && byPath.get(m[4]);
+      if (digest) out.set(digest, { size: Number(m[1]) * Number(m[2]), mtime: Number(m[3]) });
+    });
     // Blobs the collector lists but stat did not find still count, with no size known.
     for (const d of digests) if (!out.has(d)) out.set(d, { size: 0, mtime: 0 });
     return out;
