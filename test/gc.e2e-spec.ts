@@ -164,6 +164,10 @@ describe('garbage collection through the gateway, on real registries', () => {
     expect(await snapshot(service.storagePath)).toEqual(before);
 
     const res = await http().post('/api/v1/registries/seed/gc').send({}).expect(202);
+    expect(res.body.status).toBe('queued');
+    // Long poll: one GET answers once the run has finished.
+    const waited = (await http().get(`/api/v1/gc-runs/${res.body.id}?wait=60`).expect(200)).body as RunView;
+    expect(waited).toMatchObject({ id: res.body.id, status: 'succeeded', phase: 'done' });
     const run = await waitRun(res.body.id);
     expect(run.error).toBeNull();
     expect(run).toMatchObject({ status: 'succeeded', phase: 'done', dryRun: false, blobsDeleted: 12 });
@@ -690,6 +694,12 @@ describe('garbage collection through the gateway, on real registries', () => {
       (await http().post('/api/v1/registries/plain/gc').send({ allowUnfenced: true }).expect(202)).body.id,
     );
     expect(run).toMatchObject({ error: null, status: 'succeeded', fence: 'none', unfencedAllowed: true });
+    // A finished run answers a long poll at once; a wait beyond 60 s is refused.
+    expect((await http().get(`/api/v1/gc-runs/${run.id}?wait=30`).expect(200)).body.status).toBe('succeeded');
+    for (const wait of ['61', '-1', 'soon'])
+      expect((await http().get(`/api/v1/gc-runs/${run.id}?wait=${wait}`).expect(400)).body.error.code).toBe(
+        'VALIDATION_FAILED',
+      );
     await http().get('/api/v1/gc-runs/00000000-0000-4000-8000-000000000000').expect(404);
     await http().get('/api/v1/gc-runs/not-a-uuid').expect(400);
   });

@@ -5,8 +5,11 @@ import { RequirePermission } from '../auth/auth.decorators.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { GcSettingsDto, GcSettingsView } from './gc-settings.dto.js';
 import { GcSettingsService } from './gc-settings.service.js';
-import { GcRequestDto, GcRunIdParam, GcRunPage, GcRunQueryDto, GcRunView } from './gc.dto.js';
+import { Channels, PgNotifications } from '../database/notifications.js';
+import { GcRequestDto, GcRunIdParam, GcRunPage, GcRunQueryDto, GcRunView, GcRunWaitQuery } from './gc.dto.js';
 import { GcService } from './gc.service.js';
+
+const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 @ApiTags('gc')
 @Controller('api/v1')
@@ -14,6 +17,7 @@ export class GcController {
   constructor(
     private readonly gc: GcService,
     private readonly settings: GcSettingsService,
+    private readonly notifications: PgNotifications,
   ) {}
 
   @Post('registries/:registry/gc')
@@ -46,10 +50,56 @@ export class GcController {
 
   @Get('gc-runs/:id')
   @RequirePermission('gc:read', { checkedInHandler: true })
-  @ApiOperation({ summary: 'One GC run: phase, counts, bytes, output, verification, error' })
+  @ApiOperation({
+    summary: 'One GC run: phase, counts, bytes, output, verification, error',
+    description:
+      'With `wait=N` the answer comes as soon as the run finishes, or after N seconds (at most 60) with the run as it is then: a script waits for a run with one request at a time instead of polling.',
+  })
   @ApiOkResponse({ type: GcRunView })
-  get(@Param() p: GcRunIdParam, @Ctx() ctx: RequestContext): Promise<GcRunView> {
-    return this.gc.getFor(p.id, ctx);
+  async get(
+    @Param() p: GcRunIdParam,
+    @Query() q: GcRunWaitQuery,
+    @Ctx() ctx: RequestContext,
+  ): Promise<GcRunView> {
+    const run = await this.gc.getFor(p.id, ctx);
+    if (!q.wait || FINAL.has(run.status)) return run;
+    return this.untilFinished(p.id, q.wait * 1000);
+  }
+
+  /** The run once it has finished (its row's trigger notifies every change), or as it is after `ms`. */
+  private async untilFinished(id: string, ms: number): Promise<GcRunView> {
+    const deadline = Date.now() + ms;
+    let changed = false;
+    let wake = () => undefined as void;
+    const stop = await this.notifications.listen(Channels.gcRun, id, () => {
+      changed = true;
+      wake();
+    });
+    try {
+      for (;;) {
+        // Read after LISTEN is in place, so a change between the caller's read and now is not missed; a
+        // change notified during the read means reading again.
+        const run = await this.gc.get(id);
+        const left = deadline - Date.now();
+        if (FINAL.has(run.status) || left <= 0) return run;
+        if (changed) {
+          changed = false;
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = () => undefined;
+        // What woke it is read next.
+        changed = false;
+      }
+    } finally {
+      stop();
+    }
   }
 
   @Post('gc-runs/:id/cancel')

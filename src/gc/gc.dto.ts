@@ -255,3 +255,21 @@ export class GcRunIdParam {
   })
   id: string;
 }
+
+export const MAX_GC_WAIT_SECONDS = 60;
+
+export class GcRunWaitQuery {
+  @ApiPropertyOptional({
+    minimum: 0,
+    maximum: MAX_GC_WAIT_SECONDS,
+    default: 0,
+    description:
+      'Long poll: answer as soon as the run has finished (succeeded, failed or cancelled), or after this many seconds with the run as it is then. 0 answers at once.',
+  })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(0)
+  @Max(MAX_GC_WAIT_SECONDS)
+  wait?: number;
+}
