@@ -6,7 +6,10 @@ import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { request as undiciRequest } from 'undici';
+import { Queue } from 'bullmq';
 import { envSchema } from '../../src/config/config.schema.js';
+import { Queues } from '../../src/queue/queue.constants.js';
+import { redisOptions } from '../../src/queue/redis-options.js';
 import { BENCH_DATA_DIR, PROJECT_ROOT } from './bench.js';
 import { freePort } from '../../test/support/ports.js';
 
@@ -15,8 +18,8 @@ const WORKER_ENTRY = join(PROJECT_ROOT, 'dist', 'src', 'worker.js');
 // Generous: the first start runs every migration on an empty database.
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
-/** A worker has no HTTP endpoint; one that survives this long has connected and loaded its modules. */
-const WORKER_SETTLE_MS = 1_500;
+/** How long a worker may take until each of its queues has a consumer (it has no HTTP endpoint). */
+const WORKER_READY_TIMEOUT_MS = 60_000;
 /** GATEWAY_ADMIN_TOKEN of every gateway a bench starts; `request()` sends it. */
 const BENCH_ADMIN_TOKEN = `bench-admin-${randomBytes(24).toString('hex')}`;
 
@@ -174,14 +177,45 @@ export class GatewayProcess {
   /** Starts a worker process (again), on the same environment. */
   async startWorker(): Promise<void> {
     if (this.worker?.running) throw new Error('the worker is already running');
+    const known = await this.queueConsumers();
     this.worker = await Child.spawn(
       [...(this.opts.nodeArgs ?? []), WORKER_ENTRY],
       this.env(),
       this.workerLog,
       'worker',
     );
-    await sleep(WORKER_SETTLE_MS);
-    if (!this.worker.running) throw await this.worker.exitedEarly();
+    await this.untilWorkerListens(known);
+  }
+
+  /** Ids of the Redis clients consuming each of the worker's queues. */
+  private async queueConsumers(): Promise<Map<string, Set<string>>> {
+    const env = this.env();
+    const out = new Map<string, Set<string>>();
+    for (const name of Object.values(Queues)) {
+      const queue = new Queue(name, { connection: redisOptions(env.REDIS_URL!), prefix: env.REDIS_PREFIX });
+      try {
+        out.set(name, new Set((await queue.getWorkers()).map((w) => String(w.id))));
+      } finally {
+        await queue.close();
+      }
+    }
+    return out;
+  }
+
+  /** Until every queue has a consumer that was not there before the worker started: it takes jobs now. */
+  private async untilWorkerListens(before: Map<string, Set<string>>): Promise<void> {
+    const deadline = Date.now() + WORKER_READY_TIMEOUT_MS;
+    for (;;) {
+      if (!this.worker?.running) throw await this.worker!.exitedEarly();
+      const now = await this.queueConsumers();
+      const waiting = [...now].filter(([name, ids]) => ![...ids].some((id) => !before.get(name)?.has(id)));
+      if (!waiting.length) return;
+      if (Date.now() > deadline)
+        throw new Error(
+          `the worker did not consume ${waiting.map(([n]) => n).join(', ')} within ${WORKER_READY_TIMEOUT_MS} ms; see ${this.workerLog}`,
+        );
+      await sleep(50);
+    }
   }
 
   /** Same port, same database: a fresh process with empty in-memory caches and connection pools. */

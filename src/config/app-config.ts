@@ -43,6 +43,7 @@ export class AppConfig {
     readyTimeoutMs: number;
     verifyConcurrency: number;
     verifySample: number;
+    verifySampleImages: number;
   };
   readonly webhooks: {
     timeoutMs: number;
@@ -106,6 +107,7 @@ export class AppConfig {
       readyTimeoutMs: e.GC_READY_TIMEOUT_MS,
       verifyConcurrency: e.GC_VERIFY_CONCURRENCY,
       verifySample: e.GC_VERIFY_SAMPLE,
+      verifySampleImages: e.GC_VERIFY_SAMPLE_IMAGES,
     };
     this.webhooks = {
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,

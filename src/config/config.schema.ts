@@ -92,8 +92,15 @@ export const envSchema = z.object({
     .min(1)
     .max(10_000)
     .default(16)
+    .describe('verification `sample`: how many of the deleted blobs a run asks the registry about (HEAD)'),
+  GC_VERIFY_SAMPLE_IMAGES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(4)
     .describe(
-      'verification `sample`: how many deleted blobs and how many tagged images a run asks the registry about',
+      'verification `sample`: how many tagged images a run reads through the registry (manifest and every blob)',
     ),
   QUEUE_LOCK_MS: z.coerce
     .number()

@@ -135,7 +135,7 @@ export class GcSettingsDto {
     enum: GC_VERIFICATION_MODES,
     default: 'sample',
     description:
-      "After every collection the storage is checked whole through the executor (every tag's manifest, platform manifests and blobs stored and linked; no deleted blob left), the cache having been emptied. Then the registry's API: `sample` asks it about a random sample of deleted blobs (HEAD must say 404) and tagged images (every blob readable), GC_VERIFY_SAMPLE of each; `full` asks about every deleted blob and every tag of every repository (about a millisecond per blob).",
+      "After every collection the storage is checked whole through the executor (every tag's manifest, platform manifests and blobs stored and linked; no deleted blob left), the cache having been emptied. Then the registry's API: `sample` asks it about a random sample of deleted blobs (HEAD must say 404; GC_VERIFY_SAMPLE of them) and tagged images (every blob readable; GC_VERIFY_SAMPLE_IMAGES of them); `full` asks about every deleted blob and every tag of every repository (about a millisecond per blob).",
   })
   @Field(() => String, { nullable: true, description: 'sample or full' })
   @IsOptional()

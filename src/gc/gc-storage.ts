@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import { DomainError } from '../common/domain-error.js';
 import type { GcExecutor } from './executors/gc-executor.js';
 import type { RepositoryDigest } from './gc-output.js';
@@ -12,13 +13,14 @@ import type { GcStorageProblem } from './gc.entity.js';
  *   <root>/docker/registry/v2/repositories/<name>/_manifests/revisions/<alg>/<hex>/link
  *   <root>/docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link
  *
- * One `du -ak` of the root is both the measurement (its last line) and the listing a run needs: blob
- * sizes for the estimate, which repositories link which blob, and after the collection, the structure the
- * storage-side verification checks.
+ * One `du -ak` of each of its two big trees, side by side, is both the measurement and the listing a run needs: blob sizes for the estimate, which repositories link which blob, and after the collection,
+ * the structure the storage-side verification checks.
  */
 
 /** Paths per command line: well inside ARG_MAX everywhere (exec in containers included). */
 const PATH_BATCH = 200;
+/** Batches of files read at once. */
+const READS_IN_FLIGHT = 3;
 /** How many problems a verification lists. */
 export const MAX_PROBLEMS = 100;
 /** Suspects looked at again at most: enough to list MAX_PROBLEMS when most turn out fine. */
@@ -90,13 +92,37 @@ export async function execLines(
     );
 }
 
-/** One `du -ak` walk of the storage: its size and its structure. */
-export async function takeSnapshot(
+/**
+ * The storage's size and structure, read in parts side by side: its two big trees, `blobs` and
+ * `repositories`, with a `du -ak` each, and everything else under the root (its folders down to `v2`,
+ * anything an operator keeps beside) with one `find ... -prune` and `stat`. `outsideRepositories` settles
+ * once all but the `repositories` tree is read, `whole` once everything is: a collector that leaves
+ * `repositories` alone may start at the first.
+ */
+export function snapshotInParts(
   executor: GcExecutor,
   root: string,
   signal?: AbortSignal,
-): Promise<StorageSnapshot> {
+): { outsideRepositories: Promise<void>; whole: Promise<StorageSnapshot> } {
+  const { snapshot, walk } = snapshotReader(executor, root, signal);
   const base = root.replace(/\/+$/, '') || '/';
+  const [blobs, repositories] = [`${v2Root(root)}/blobs`, `${v2Root(root)}/repositories`];
+  const rest = [base, '(', '-path', blobs, '-o', '-path', repositories, ')', '-prune', '-o'];
+  const outsideRepositories = Promise.all([
+    walk(blobs),
+    execLines(executor, ['find', ...rest, '-exec', 'stat', '-c', '%b %B', '{}', '+'], signal, (line) => {
+      const m = /^(\d+) (\d+)$/.exec(line.trim());
+      if (m) snapshot.bytes += Number(m[1]) * Number(m[2]);
+    }),
+  ]).then(() => undefined);
+  const whole = Promise.all([outsideRepositories, walk(repositories)]).then(() => snapshot);
+  // Whoever awaits only one part must not leave the other's failure unhandled.
+  whole.catch(() => undefined);
+  return { outsideRepositories, whole };
+}
+
+/** A snapshot being filled, and the `du -ak` walk that adds a tree of the storage to it. */
+function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal) {
   const v2 = `${v2Root(root)}/`;
   const snapshot: StorageSnapshot = {
     bytes: 0,
@@ -114,24 +140,26 @@ export async function takeSnapshot(
   const layerRe = /^repositories\/(.+)\/_layers\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
   const revisionRe = /^repositories\/(.+)\/_manifests\/revisions\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
   const tagRe = /^repositories\/(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/;
-  await execLines(executor, ['du', '-ak', base], signal, (line) => {
-    const tab = /^(\d+)\s+(.*)$/.exec(line.trimEnd());
-    if (!tab) return;
-    const kib = Number(tab[1]);
-    const path = tab[2];
-    if (path === base) {
-      snapshot.bytes = kib * 1024;
-      return;
-    }
-    if (!path.startsWith(v2)) return;
-    const rel = path.slice(v2.length);
-    let m: RegExpExecArray | null;
-    if ((m = blobRe.exec(rel))) snapshot.blobs.set(`${m[1]}:${m[2]}`, kib * 1024);
-    else if ((m = layerRe.exec(rel))) add(snapshot.layers, m[1], `${m[2]}:${m[3]}`);
-    else if ((m = revisionRe.exec(rel))) add(snapshot.revisions, m[1], `${m[2]}:${m[3]}`);
-    else if ((m = tagRe.exec(rel))) snapshot.tags.push({ repository: m[1], tag: m[2] });
-  });
-  return snapshot;
+  const walk = (top: string) =>
+    execLines(executor, ['du', '-ak', top], signal, (line) => {
+      const tab = /^(\d+)\s+(.*)$/.exec(line.trimEnd());
+      if (!tab) return;
+      const kib = Number(tab[1]);
+      const path = tab[2];
+      // The walked tree's own line is its total.
+      if (path === top) {
+        snapshot.bytes += kib * 1024;
+        return;
+      }
+      if (!path.startsWith(v2)) return;
+      const rel = path.slice(v2.length);
+      let m: RegExpExecArray | null;
+      if ((m = blobRe.exec(rel))) snapshot.blobs.set(`${m[1]}:${m[2]}`, kib * 1024);
+      else if ((m = layerRe.exec(rel))) add(snapshot.layers, m[1], `${m[2]}:${m[3]}`);
+      else if ((m = revisionRe.exec(rel))) add(snapshot.revisions, m[1], `${m[2]}:${m[3]}`);
+      else if ((m = tagRe.exec(rel))) snapshot.tags.push({ repository: m[1], tag: m[2] });
+    });
+  return { snapshot, walk };
 }
 
 /**
@@ -144,8 +172,14 @@ export async function readFiles(
   signal?: AbortSignal,
 ): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  for (let i = 0; i < paths.length; i += PATH_BATCH) {
-    const batch = paths.slice(i, i + PATH_BATCH);
+  const batches: string[][] = [];
+  for (let i = 0; i < paths.length; i += PATH_BATCH) batches.push(paths.slice(i, i + PATH_BATCH));
+  // A few commands at once: each waits on the storage and on the executor's round trip.
+  const limit = pLimit(READS_IN_FLIGHT);
+  await Promise.all(batches.map((batch) => limit(() => readBatch(batch))));
+  return out;
+
+  async function readBatch(batch: string[]) {
     // grep prints `<path>:<line>` for every line, file by file in the order given; which file a line
     // belongs to is the longest listed path it starts with.
     let at = 0;
@@ -169,7 +203,6 @@ export async function readFiles(
       [0, 1, 2], // 1: nothing matched (empty files), 2: some file was gone
     );
   }
-  return out;
 }
 
 /**
@@ -214,8 +247,6 @@ export interface StorageCheck {
   deletedBlobsChecked: number;
   problems: GcStorageProblem[];
   truncated: boolean;
-  /** Tagged images, for the registry-side check to sample from. */
-  tagged: { repository: string; tag: string; digest: string }[];
 }
 
 interface Expectation {
@@ -244,7 +275,6 @@ export async function verifyStorage(
     deletedBlobsChecked: 0,
     problems: [],
     truncated: false,
-    tagged: [],
   };
   const absent: Expectation[] = [];
   // What the snapshot misses, to look at again; a storage broken everywhere lists the first ones.
@@ -263,7 +293,6 @@ export async function verifyStorage(
     // A tag folder without a readable link is a push still being written, or a tag being deleted.
     if (!digest || !/^[a-z0-9]+:[0-9a-f]+$/.test(digest)) return;
     result.tagsChecked++;
-    result.tagged.push({ ...t, digest });
     manifests.push({ ...t, digest });
   });
 

@@ -13,6 +13,9 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const served = (status: number) => status === 200 || status === 206 || (status >= 300 && status < 400);
 
 /** Waits until the registry answers /v2/ again (after a restart); 401 counts: it is up, just asking for credentials. */
+const READY_POLL_MIN_MS = 10;
+const READY_POLL_MAX_MS = 250;
+
 export async function waitReady(
   client: RegistryClient,
   timeoutMs: number,
@@ -20,6 +23,7 @@ export async function waitReady(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
+  let pause = READY_POLL_MIN_MS / 2;
   while (Date.now() < deadline) {
     signal?.throwIfAborted();
     try {
@@ -30,7 +34,8 @@ export async function waitReady(
       if (err instanceof UpstreamError && err.upstreamStatus === 401) return;
       last = (err as Error).message;
     }
-    await sleep(250);
+    // Soon after a restart, the registry answers within milliseconds: ask often at first.
+    await sleep((pause = Math.min(READY_POLL_MAX_MS, pause * 2)));
   }
   throw new DomainError(
     'REGISTRY_NOT_READY',

@@ -26,13 +26,19 @@ import {
   linkedIn,
   MAX_PROBLEMS,
   statPaths,
-  takeSnapshot,
+  snapshotInParts,
   v2Root,
   verifyStorage,
   type StorageCheck,
   type StorageSnapshot,
 } from './gc-storage.js';
-import { flushRedisCache, sample, verifyThroughRegistry, waitReady } from './gc-verifier.js';
+import {
+  flushRedisCache,
+  sample,
+  verifyThroughRegistry,
+  waitReady,
+  type RegistryCheck,
+} from './gc-verifier.js';
 import { GcRunEntity, GcSettingsEntity, type GcPhase, type GcVerification } from './gc.entity.js';
 import { GC_FINISHED_EVENT, GcService } from './gc.service.js';
 
@@ -83,10 +89,11 @@ class Progress {
     this.timer = setInterval(() => void this.beat(), everyMs);
   }
 
-  async to(phase: GcPhase) {
+  /** Enters a phase; its row is written in the background, in order with the heartbeats (see stop()). */
+  to(phase: GcPhase) {
     this.close();
     this.phase = phase;
-    await this.beat();
+    void this.beat();
   }
 
   /** Books the time since the last phase change to the current phase. */
@@ -332,6 +339,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     const client = this.clients.for(registry);
     const root = settings.executor.storagePath ?? DEFAULT_CONTAINER_STORAGE_PATH;
     let fence: RegistryFence | undefined;
+    let snapshotBefore: Promise<StorageSnapshot> | undefined;
     let state: 'normal' | 'readonly' | 'stopped' = 'normal';
     const fields: Partial<Record<string, unknown>> = {};
     let failure: unknown;
@@ -344,17 +352,24 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       return p;
     };
     try {
-      // The storage is measured and listed (one `du -ak`) while the fence goes up.
+      // The storage is measured and listed while the fence goes up. Distribution 2.x's collector, without
+      // --delete-untagged, changes nothing under `repositories` (3.x removes layer links there): that
+      // tree's walk may go on while it runs. Everything else is read before it starts.
+      const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
+      const v2 = registry.probe?.distributionVersion?.startsWith('2') ?? false;
+      const overlap = !run.dryRun && !run.deleteUntagged && v2;
+      const parts = snapshotInParts(executor, root, signal);
+      snapshotBefore = alongside(parts.whole);
       const reading = alongside(
         Promise.all([
-          takeSnapshot(executor, root, signal),
+          overlap ? parts.outsideRepositories : parts.whole,
           !run.dryRun && settings.graceSeconds > 0
             ? this.youngBlobs(executor, root, settings.graceSeconds, signal)
             : Promise.resolve(new Set<string>()),
         ]),
       );
       if (!run.dryRun) {
-        await progress.to('fencing');
+        progress.to('fencing');
         if (run.fence !== 'none')
           fence = await this.throttle.fence(registry, run.id, this.config.gc.drainTimeoutMs);
         if (run.fence === 'readonly') {
@@ -367,14 +382,14 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         }
       }
 
-      await progress.to('measuring');
-      const [before, young] = await reading;
-      fields.bytes_before = before.bytes;
+      progress.to('measuring');
+      const [, young] = await reading;
+      // Taken in the finally when the collector ran beside the walk of `repositories`.
+      if (!overlap) fields.bytes_before = (await snapshotBefore).bytes;
 
-      await progress.to('planning');
+      progress.to('planning');
       // A dry run first only when something must be known before anything is deleted: whether a young
       // blob (grace window) or an index's child (--delete-untagged on 2.x) is among the candidates.
-      const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
       let plan: Plan | null = null;
       if (run.dryRun || young.size > 0 || (run.deleteUntagged && !v3)) {
         plan = await this.plan(executor, root, run, signal);
@@ -397,7 +412,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         fields.bytes_estimated = plan.bytesEstimated;
       }
 
-      await progress.to('collecting');
+      progress.to('collecting');
       collecting = true;
       const out = await executor.garbageCollect({
         dryRun: false,
@@ -425,16 +440,24 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           502,
           { exitCode: out.exitCode },
         );
+      const before = await snapshotBefore;
+      fields.bytes_before = before.bytes;
+      if (overlap && (summary.layerLinksDeleted.length || summary.manifestsDeleted.length))
+        // Not a 2.x collector after all (the probe's guess): its removals under `repositories` may have
+        // come before the walk of that tree did, so the measurement can miss a few KiB of links.
+        this.logger.warn(
+          `GC run ${run.id}: the collector of registry "${registry.name}" removed ${summary.layerLinksDeleted.length} layer link(s) and ${summary.manifestsDeleted.length} manifest(s) while the storage was measured; bytesBefore may be short by their links`,
+        );
       // The estimate: what the blobs the collector listed took on disk before.
       if (!plan)
         fields.bytes_estimated = summary.blobsDeleted.reduce((n, d) => n + (before.blobs.get(d) ?? 0), 0);
 
-      await progress.to('clearing-cache');
+      progress.to('clearing-cache');
       // The storage is measured and checked while the cache is emptied (the registry restarting, say):
       // reading the storage needs no registry.
       const checking = alongside(
         (async () => {
-          const after = await takeSnapshot(executor, root, signal);
+          const after = await snapshotInParts(executor, root, signal).whole;
           return { after, storage: await verifyStorage(executor, root, after, summary.blobsDeleted, signal) };
         })(),
       );
@@ -450,26 +473,30 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       cacheCleared = true;
       await waitReady(client, this.config.gc.readyTimeoutMs, signal);
 
-      await progress.to('verifying');
-      const { after, storage } = await checking;
+      progress.to('verifying');
+      // The registry is asked while the storage check may still run: one waits on the registry, the
+      // other on the executor.
+      const [{ after, storage }, answers] = await Promise.all([
+        checking,
+        this.askRegistry(client, settings, before, summary.blobsDeleted, signal),
+      ]);
       Object.assign(fields, {
         bytes_after: after.bytes,
         bytes_freed: Math.max(0, before.bytes - after.bytes),
       });
       const verification = await this.verify(
-        client,
-        settings,
         root,
         before,
         after,
         storage,
+        answers,
         summary.blobsDeleted,
         executor,
         signal,
       );
       fields.verification = verification;
 
-      await progress.to('unfencing');
+      progress.to('unfencing');
       await fence?.release();
       fence = undefined;
       if (!verification.ok) throw verificationFailed(verification);
@@ -490,8 +517,11 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       );
       await fence?.release().catch(() => undefined);
       await Promise.all(beside);
+      fields.bytes_before ??= (await snapshotBefore?.catch(() => undefined))?.bytes;
       await executor.close().catch(() => undefined);
       progress.close();
+      // The last phase write lands before the final one.
+      await progress.stop();
       fields.phase_ms = progress.phaseMs;
       await this.finish(
         run.id,
@@ -509,20 +539,44 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
    * that serves: deleted blobs it still claims (a stale cache), blobs of tagged images it cannot read,
    * repositories it lists that the storage does not hold (a storagePath pointing elsewhere).
    */
-  private async verify(
+  /**
+   * The registry's API part: deleted blobs (HEAD) in a repository that linked them, tagged images read
+   * whole, the first catalog page. A sample of the tags the storage held before the run, or everything.
+   */
+  private async askRegistry(
     client: RegistryClient,
     settings: GcSettingsEntity,
+    before: StorageSnapshot,
+    deleted: string[],
+    signal: AbortSignal,
+  ): Promise<{ api: RegistryCheck; catalog: string[]; full: boolean }> {
+    const full = settings.verification === 'full';
+    const n = this.config.gc.verifySample;
+    const deletedPairs = linkedIn(before, deleted);
+    const [api, catalog] = await Promise.all([
+      verifyThroughRegistry(client, {
+        deleted: full ? deletedPairs : sample(deletedPairs, n),
+        tagged: full ? 'catalog' : sample(before.tags, this.config.gc.verifySampleImages),
+        concurrency: this.config.gc.verifyConcurrency,
+        signal,
+      }),
+      // A registry that keeps its catalog from this client only loses this cross-check.
+      client.catalogPage(n).catch(() => ({ repositories: [] as string[] })),
+    ]);
+    return { api, catalog: catalog.repositories, full };
+  }
+
+  /** The verdict: the storage check's problems, what the registry answered, and their cross-checks. */
+  private async verify(
     root: string,
     before: StorageSnapshot,
     after: StorageSnapshot,
     storage: StorageCheck,
+    { api, catalog, full }: { api: RegistryCheck; catalog: string[]; full: boolean },
     deleted: string[],
     executor: GcExecutor,
     signal: AbortSignal,
   ): Promise<GcVerification> {
-    const full = settings.verification === 'full';
-    const n = this.config.gc.verifySample;
-    const deletedPairs = linkedIn(before, deleted);
     const problems = storage.problems;
     if (deleted.length && !deleted.some((d) => before.blobs.has(d)))
       problems.unshift({
@@ -531,19 +585,9 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         blob: '',
         problem: `none of the ${deleted.length} blob(s) the collector deleted was in the storage the executor reads (${root}): executor.storagePath is not this registry's storage`,
       });
-    const [api, catalog] = await Promise.all([
-      verifyThroughRegistry(client, {
-        deleted: full ? deletedPairs : sample(deletedPairs, n),
-        tagged: full ? 'catalog' : sample(storage.tagged, n),
-        concurrency: this.config.gc.verifyConcurrency,
-        signal,
-      }),
-      // A registry that keeps its catalog from this client only loses this cross-check.
-      client.catalogPage(n).catch(() => ({ repositories: [] as string[] })),
-    ]);
     const held = (r: string) =>
       after.layers.has(r) || after.revisions.has(r) || after.tags.some((t) => t.repository === r);
-    const unknown = catalog.repositories.filter((r) => !held(r));
+    const unknown = catalog.filter((r) => !held(r));
     if (unknown.length) {
       const dirs = unknown.map((r) => `${v2Root(root)}/repositories/${r}`);
       const found = await existingPaths(executor, dirs, signal);
@@ -651,9 +695,9 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           409,
           { blobs: young.slice(0, 20).map(([d]) => d), graceSeconds: settings.graceSeconds },
         );
-      await progress.to('waiting-grace');
+      progress.to('waiting-grace');
       await sleep(Math.max(1000, waitMs), signal);
-      await progress.to('planning');
+      progress.to('planning');
       plan = await this.plan(executor, root, run, signal);
     }
   }

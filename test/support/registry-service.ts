@@ -336,8 +336,8 @@ do_start() {
     setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 &
   fi
   local i status
-  for ((i = 0; i < ${START_TIMEOUT_S * 10}; i++)); do
-    sleep 0.1
+  for ((i = 0; i < ${START_TIMEOUT_S * 50}; i++)); do
+    sleep 0.02
     status=$(http_status)
     if [ "$status" = 200 ] || [ "$status" = 401 ]; then
       pid_alive && { echo "started (pid $(cat "$PIDFILE"), $mode)"; return 0; }
