@@ -116,6 +116,10 @@ async function runGcBench(ctx: BenchContext): Promise<BenchReport> {
       env: { ...env.gatewayEnv(), GC_HEARTBEAT_MS: '1000' },
       name: 'gc',
       worker: true,
+      // BENCH_CPU_PROF=<dir> writes V8 CPU profiles of the API and the worker there when they stop.
+      nodeArgs: process.env.BENCH_CPU_PROF
+        ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
+        : undefined,
     });
     // A long-running gateway is measured, not a cold one: one GC on a small registry of its own first.
     warmup = await RegistryService.create({ logLevel: 'warn' });

@@ -97,12 +97,14 @@ export async function execLines(
  * `repositories`, with a `du -ak` each, and everything else under the root (its folders down to `v2`,
  * anything an operator keeps beside) with one `find ... -prune` and `stat`. `outsideRepositories` settles
  * once all but the `repositories` tree is read, `whole` once everything is: a collector that leaves
- * `repositories` alone may start at the first.
+ * `repositories` alone may start at the first. `repositoriesLater` walks `repositories` only then, so
+ * that what the collector waits for has the machine to itself.
  */
 export function snapshotInParts(
   executor: GcExecutor,
   root: string,
   signal?: AbortSignal,
+  opts: { repositoriesLater?: boolean } = {},
 ): { outsideRepositories: Promise<void>; whole: Promise<StorageSnapshot> } {
   const { snapshot, walk } = snapshotReader(executor, root, signal);
   const base = root.replace(/\/+$/, '') || '/';
@@ -115,7 +117,10 @@ export function snapshotInParts(
       if (m) snapshot.bytes += Number(m[1]) * Number(m[2]);
     }),
   ]).then(() => undefined);
-  const whole = Promise.all([outsideRepositories, walk(repositories)]).then(() => snapshot);
+  const repositoriesRead = opts.repositoriesLater
+    ? outsideRepositories.then(() => walk(repositories))
+    : walk(repositories);
+  const whole = Promise.all([outsideRepositories, repositoriesRead]).then(() => snapshot);
   // Whoever awaits only one part must not leave the other's failure unhandled.
   whole.catch(() => undefined);
   return { outsideRepositories, whole };

@@ -358,7 +358,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
       const v2 = registry.probe?.distributionVersion?.startsWith('2') ?? false;
       const overlap = !run.dryRun && !run.deleteUntagged && v2;
-      const parts = snapshotInParts(executor, root, signal);
+      const parts = snapshotInParts(executor, root, signal, { repositoriesLater: overlap });
       snapshotBefore = alongside(parts.whole);
       const reading = alongside(
         Promise.all([
