@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createExecutor } from '../src/gc/executors/executor-factory.js';
 import { PID_MARKER, pidWrapped, type GcExecutor } from '../src/gc/executors/gc-executor.js';
+import { storageBytes } from './support/storage.js';
 import { parseGcOutput } from '../src/gc/gc-output.js';
 import { FakeDockerEngine, type FakeExecBehaviour } from './support/fake-docker-engine.js';
 import { makeCertificates } from './support/tls.js';
@@ -112,18 +113,26 @@ describe('docker GC executor against a fake Engine API', () => {
     expect(engine.requests[0].body).toMatchObject({ Cmd: ['printenv'], Env: ['A=1', "B=two 'words'"] });
   });
 
-  it('measures storage with du -sk in the container', async () => {
+  it('reads the storage in the container: a du of each tree, a find for the rest', async () => {
     const { engine, executor } = await setup((argv) =>
       argv[0] === 'du'
         ? { frames: [{ stream: 1, data: `2048\t${argv[2]}\n` }], exitCode: 0 }
-        : { exitCode: 1 },
+        : argv[0] === 'find'
+          ? { frames: [{ stream: 1, data: '8 512\n8 512\n' }], exitCode: 0 }
+          : { exitCode: 1 },
     );
-    expect(await executor.storageBytes()).toBe(2048 * 1024);
-    expect((engine.requests[0].body as { Cmd: string[] }).Cmd.slice(4)).toEqual([
-      'du',
-      '-sk',
-      '/var/lib/registry',
-    ]);
+    expect(executor.storagePath).toBe('/var/lib/registry');
+    expect(await storageBytes(executor)).toBe(2 * 2048 * 1024 + 2 * 8 * 512);
+    const commands = engine.requests
+      .map((r) => (r.body as { Cmd?: string[] } | undefined)?.Cmd?.slice(4))
+      .filter((c): c is string[] => !!c);
+    expect(commands).toEqual(
+      expect.arrayContaining([
+        ['du', '-ak', '/var/lib/registry/docker/registry/v2/blobs'],
+        ['du', '-ak', '/var/lib/registry/docker/registry/v2/repositories'],
+        expect.arrayContaining(['find', '/var/lib/registry', '-prune', 'stat']),
+      ]),
+    );
   });
 
   it('stops, starts and restarts the container; read-only is not possible', async () => {

@@ -7,6 +7,7 @@ import {
   type GcExecutor,
   type KubernetesExecutorConfig,
 } from '../src/gc/executors/gc-executor.js';
+import { storageBytes } from './support/storage.js';
 import { parseGcOutput } from '../src/gc/gc-output.js';
 import {
   FAKE_KUBE_TOKEN,
@@ -92,18 +93,21 @@ describe('kubernetes GC executor against a fake API server', () => {
       argv[0] === 'registry'
         ? { stderr: ['failed to garbage collect: failed to mark: boom'], exitCode: 1 }
         : argv[0] === 'du'
-          ? { stdout: ['512\t/var/lib/registry\n'] }
-          : {
-              failure: {
-                reason: 'InternalError',
-                message: 'exec: "nope": executable file not found in $PATH',
+          ? { stdout: [`512\t${argv[2]}\n`] }
+          : argv[0] === 'find'
+            ? { stdout: ['8 512\n'] }
+            : {
+                failure: {
+                  reason: 'InternalError',
+                  message: 'exec: "nope": executable file not found in $PATH',
+                },
               },
-            },
     );
     const gc = await executor.garbageCollect({ dryRun: true, deleteUntagged: false });
     expect(gc.exitCode).toBe(1);
     expect(parseGcOutput(gc.output).errors).toEqual(['failed to garbage collect: failed to mark: boom']);
-    expect(await executor.storageBytes()).toBe(512 * 1024);
+    // The storage as a run reads it: a du of each tree and a find for the rest, in the pod.
+    expect(await storageBytes(executor)).toBe(2 * 512 * 1024 + 8 * 512);
     await expect(executor.exec(['nope'])).rejects.toMatchObject({
       code: 'EXECUTOR_COMMAND_FAILED',
       message: expect.stringContaining('executable file not found'),

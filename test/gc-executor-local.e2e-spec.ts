@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createExecutor } from '../src/gc/executors/executor-factory.js';
 import type { GcExecutor } from '../src/gc/executors/gc-executor.js';
 import { parseGcOutput } from '../src/gc/gc-output.js';
+import { storageBytes } from './support/storage.js';
 import { ImagePusher, MANIFEST_ACCEPT } from './support/image-pusher.js';
 import { alive, httpStatus } from './support/probes.js';
 import { RegistryService } from './support/registry-service.js';
@@ -45,7 +46,7 @@ describe('local GC executor on a real registry', () => {
     expect(
       await httpStatus(`${service.url}/v2/team/app/manifests/${gone.digest}`, { method: 'DELETE' }),
     ).toBe(202);
-    const before = await executor.storageBytes();
+    const before = await storageBytes(executor);
     expect(before).toBeGreaterThan(1024 * 1024);
 
     const streamed: string[] = [];
@@ -62,7 +63,7 @@ describe('local GC executor on a real registry', () => {
     expect(plan.blobsDeleted.sort()).toEqual(
       [gone.digest, gone.config.digest, ...gone.layers.map((l) => l.digest)].sort(),
     );
-    expect(await executor.storageBytes()).toBe(before);
+    expect(await storageBytes(executor)).toBe(before);
 
     await executor.stop();
     expect(await service.running()).toBe(false);
@@ -72,7 +73,7 @@ describe('local GC executor on a real registry', () => {
     expect(real.exitCode).toBe(0);
     const done = parseGcOutput(real.output);
     expect(done.confirmed.blobs.sort()).toEqual(plan.blobsDeleted.sort());
-    const after = await executor.storageBytes();
+    const after = await storageBytes(executor);
     expect(before - after).toBeGreaterThanOrEqual(1024 * 1024);
 
     await executor.start({ readOnly: false });
@@ -105,7 +106,7 @@ describe('local GC executor on a real registry', () => {
       configPath: '/x',
       storagePath: join(tmpdir(), 'nope-registry-gw'),
     });
-    expect(await empty.storageBytes()).toBe(0);
+    expect(await storageBytes(empty)).toBe(0);
   });
 
   it('passes env, reports exit codes, and 127 for a missing binary', async () => {

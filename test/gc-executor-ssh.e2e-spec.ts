@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createExecutor } from '../src/gc/executors/executor-factory.js';
 import type { GcExecutor, GcExecutorSecrets, SshExecutorConfig } from '../src/gc/executors/gc-executor.js';
 import { parseGcOutput } from '../src/gc/gc-output.js';
+import { storageBytes } from './support/storage.js';
 import { ImagePusher, MANIFEST_ACCEPT } from './support/image-pusher.js';
 import { alive, httpStatus } from './support/probes.js';
 import { RegistryService } from './support/registry-service.js';
@@ -57,7 +58,7 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
     expect(await httpStatus(`${service.url}/v2/ssh/app/manifests/${gone.digest}`, { method: 'DELETE' })).toBe(
       202,
     );
-    const before = await executor.storageBytes();
+    const before = await storageBytes(executor);
     const du =
       Number(execFileSync('du', ['-sk', service.storagePath], { encoding: 'utf8' }).split('\t')[0]) * 1024;
     expect(before).toBe(du);
@@ -75,7 +76,7 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
     const real = await executor.garbageCollect({ dryRun: false, deleteUntagged: false });
     expect(real.exitCode).toBe(0);
     expect(parseGcOutput(real.output).confirmed.blobs.sort()).toEqual(plan.blobsDeleted.sort());
-    expect(before - (await executor.storageBytes())).toBeGreaterThanOrEqual(1024 * 1024);
+    expect(before - (await storageBytes(executor))).toBeGreaterThanOrEqual(1024 * 1024);
     await executor.start({ readOnly: true });
     expect(await service.isReadOnly()).toBe(true);
     await executor.restart({ readOnly: false });

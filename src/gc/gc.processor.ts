@@ -16,7 +16,7 @@ import type { RegistryClient } from '../registries/client/registry-client.js';
 import { RegistriesService } from '../registries/registries.service.js';
 import { RegistryClients } from '../registries/registry-clients.service.js';
 import type { RegistryEntity } from '../registries/registry.entity.js';
-import { DEFAULT_CONTAINER_STORAGE_PATH, type ExecResult, type GcExecutor } from './executors/gc-executor.js';
+import { type ExecResult, type GcExecutor } from './executors/gc-executor.js';
 import { parseGcOutput, type GcOutputSummary, type RepositoryDigest } from './gc-output.js';
 import { GcSettingsService } from './gc-settings.service.js';
 import {
@@ -337,7 +337,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     const settings = await this.settings.require(registry);
     const executor = this.settings.executorFor(settings);
     const client = this.clients.for(registry);
-    const root = settings.executor.storagePath ?? DEFAULT_CONTAINER_STORAGE_PATH;
+    const root = executor.storagePath;
     let fence: RegistryFence | undefined;
     let snapshotBefore: Promise<StorageSnapshot> | undefined;
     let state: 'normal' | 'readonly' | 'stopped' = 'normal';

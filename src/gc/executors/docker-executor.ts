@@ -6,14 +6,12 @@ import {
   DEFAULT_CONTAINER_CONFIG_PATH,
   DEFAULT_CONTAINER_STORAGE_PATH,
   DEFAULT_REGISTRY_COMMAND,
-  duArgv,
   executorError,
   fenceUnsupported,
   gcArgv,
   KILL_GRACE_MS,
   killArgv,
   OutputCollector,
-  parseDuResult,
   PidMarkerFilter,
   pidWrapped,
   type DockerExecutorConfig,
@@ -78,7 +76,7 @@ export class DockerGcExecutor implements GcExecutor {
   private readonly docker: Docker;
   private readonly command: string[];
   private readonly configPath: string;
-  private readonly storagePath: string;
+  readonly storagePath: string;
 
   constructor(
     private readonly config: DockerExecutorConfig,
@@ -115,10 +113,6 @@ export class DockerGcExecutor implements GcExecutor {
 
   garbageCollect(opts: GcCommandOptions): Promise<ExecResult> {
     return this.exec(gcArgv(this.command, this.configPath, opts), opts);
-  }
-
-  async storageBytes(signal?: AbortSignal): Promise<number> {
-    return parseDuResult(this.storagePath, await this.exec(duArgv(this.storagePath), { signal }));
   }
 
   async stop(): Promise<void> {

@@ -27,7 +27,6 @@ import {
   CommandLifecycle,
   gcArgv,
   OutputCollector,
-  parseDuResult,
   PID_MARKER,
   PidMarkerFilter,
   pidWrapped,
@@ -140,22 +139,6 @@ describe('shell and env helpers', () => {
     expect(withEnv(['registry'], { A: '1', B_2: 'x y' })).toEqual(['env', 'A=1', 'B_2=x y', 'registry']);
     expect(withEnv(['registry'], {})).toEqual(['registry']);
     expect(codeOf(() => withEnv(['x'], { 'A;B': '1' }))).toBe('EXECUTOR_CONFIG_INVALID');
-  });
-
-  it('reads du -sk, and 0 for a folder that does not exist yet', () => {
-    expect(parseDuResult('/s', ok('108\t/s\n'))).toBe(108 * 1024);
-    expect(
-      parseDuResult('/s', {
-        exitCode: 1,
-        output: "du: cannot access '/s': No such file or directory\n",
-        outputTruncated: false,
-      }),
-    ).toBe(0);
-    expect(
-      codeOf(() =>
-        parseDuResult('/s', { exitCode: 1, output: 'du: permission denied', outputTruncated: false }),
-      ),
-    ).toBe('EXECUTOR_COMMAND_FAILED');
   });
 
   it('prints OpenSSH-style fingerprints', () => {

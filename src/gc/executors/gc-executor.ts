@@ -38,8 +38,8 @@ export interface GcExecutor {
   readonly capabilities: GcExecutorCapabilities;
   /** `<command> garbage-collect [--dry-run] [--delete-untagged] <configPath>` where the registry lives. */
   garbageCollect(opts: GcCommandOptions): Promise<ExecResult>;
-  /** Bytes used by the registry's storage folder (`du -sk <storagePath>` * 1024; 0 when the folder does not exist yet). */
-  storageBytes(signal?: AbortSignal): Promise<number>;
+  /** The registry's storage folder where the commands run (configured, or the container image's default): what gc-storage.ts reads. */
+  readonly storagePath: string;
   /** Each resolves once the action finished (the caller then waits for /v2/ to answer). FENCE_UNSUPPORTED when not supported. */
   stop(): Promise<void>;
   start(opts: { readOnly: boolean }): Promise<void>;
@@ -225,25 +225,6 @@ export function gcArgv(command: readonly string[], configPath: string, opts: GcC
     ...(opts.deleteUntagged ? ['--delete-untagged'] : []),
     configPath,
   ];
-}
-
-export function duArgv(storagePath: string): string[] {
-  return ['du', '-sk', storagePath];
-}
-
-/** Bytes from `du -sk` output; 0 when the folder does not exist yet (a registry nobody pushed to). */
-export function parseDuResult(storagePath: string, result: ExecResult): number {
-  if (result.exitCode === 0) {
-    const match = /^(\d+)\s/m.exec(result.output);
-    if (match) return Number(match[1]) * 1024;
-  } else if (/no such file or directory/i.test(result.output)) {
-    return 0;
-  }
-  throw executorError('EXECUTOR_COMMAND_FAILED', `du -sk ${storagePath} failed (exit ${result.exitCode})`, {
-    argv: duArgv(storagePath),
-    exitCode: result.exitCode,
-    output: tailOf(result.output, 4_096),
-  });
 }
 
 /** POSIX shell quoting: every word in single quotes, so nothing in it is expanded. */
@@ -511,11 +492,8 @@ export abstract class CommandGcExecutor implements GcExecutor {
     return this.exec(gcArgv(this.command, this.target.configPath, opts), opts);
   }
 
-  async storageBytes(signal?: AbortSignal): Promise<number> {
-    return parseDuResult(
-      this.target.storagePath,
-      await this.exec(duArgv(this.target.storagePath), { signal }),
-    );
+  get storagePath(): string {
+    return this.target.storagePath;
   }
 
   stop(): Promise<void> {

@@ -9,14 +9,12 @@ import {
   DEFAULT_CONTAINER_CONFIG_PATH,
   DEFAULT_CONTAINER_STORAGE_PATH,
   DEFAULT_REGISTRY_COMMAND,
-  duArgv,
   executorError,
   fenceUnsupported,
   gcArgv,
   KILL_GRACE_MS,
   killArgv,
   OutputCollector,
-  parseDuResult,
   PidMarkerFilter,
   pidWrapped,
   withEnv,
@@ -66,7 +64,7 @@ export class KubernetesGcExecutor implements GcExecutor {
   private readonly execApi: Exec;
   private readonly command: string[];
   private readonly configPath: string;
-  private readonly storagePath: string;
+  readonly storagePath: string;
 
   constructor(
     private readonly config: KubernetesExecutorConfig,
@@ -110,10 +108,6 @@ export class KubernetesGcExecutor implements GcExecutor {
 
   garbageCollect(opts: GcCommandOptions): Promise<ExecResult> {
     return this.exec(gcArgv(this.command, this.configPath, opts), opts);
-  }
-
-  async storageBytes(signal?: AbortSignal): Promise<number> {
-    return parseDuResult(this.storagePath, await this.exec(duArgv(this.storagePath), { signal }));
   }
 
   async stop(): Promise<void> {
