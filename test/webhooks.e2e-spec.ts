@@ -5,6 +5,7 @@ import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAudit } from '../src/audit/audit-event.js';
+import { WebhookDeliveryProcessor } from '../src/webhooks/webhook-delivery.processor.js';
 import { adminRequest, TestEnvironment, TestGateway, startApi, startWorker } from './support/gateway.js';
 import { ImagePusher } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
@@ -578,6 +579,46 @@ describe('webhooks: subscriptions, signed deliveries, retries, ordering', () => 
       type: 'gc.succeeded',
       data: { details: { note: 'left by a crash' } },
     });
+  });
+
+  it('the sweep forgets finished deliveries and registry notification ids once they are old', async () => {
+    const sub = await subscribe({ url: receiver.url('/old'), eventTypes: ['gc.failed'] });
+    const delivery = (status: string, daysOld: number) =>
+      env.query<{ id: string }>(
+        `INSERT INTO webhook_deliveries (subscription_id, event_type, dedupe_key, occurred_at, data, registry, status, created_at)
+         VALUES ($1, 'gc.failed', $2, now(), '{}', 'main', $3, now() - make_interval(days => $4)) RETURNING id`,
+        [sub.id, `gc.failed:gc_run:${randomUUID()}`, status, daysOld],
+      );
+    const [oldDone] = await delivery('succeeded', 31);
+    const [oldDead] = await delivery('dead', 40);
+    const [recentDone] = await delivery('succeeded', 2);
+    // Pending ones are kept at any age: their job may be waiting out a long backoff.
+    const [oldPending] = await delivery('pending', 40);
+    const seen = (id: string, daysOld: number) =>
+      env.query(
+        `INSERT INTO registry_events_seen (registry, event_id, received_at) VALUES ('main', $1, now() - make_interval(days => $2))`,
+        [id, daysOld],
+      );
+    const [oldEvent, recentEvent] = [`old-${randomUUID()}`, `recent-${randomUUID()}`];
+    await seen(oldEvent, 31);
+    await seen(recentEvent, 29);
+
+    const swept = await worker.get(WebhookDeliveryProcessor).sweep();
+    expect(swept.deleted).toBeGreaterThanOrEqual(2);
+    expect(swept.forgotten).toBeGreaterThanOrEqual(1);
+    const left = await env.query<{ id: string }>(
+      'SELECT id FROM webhook_deliveries WHERE subscription_id = $1',
+      [sub.id],
+    );
+    const kept = left.map((r) => r.id);
+    expect(kept).toEqual(expect.arrayContaining([recentDone.id, oldPending.id]));
+    expect(kept).not.toContain(oldDone.id);
+    expect(kept).not.toContain(oldDead.id);
+    const ids = await env.query<{ event_id: string }>(
+      'SELECT event_id FROM registry_events_seen WHERE event_id = ANY($1)',
+      [[oldEvent, recentEvent]],
+    );
+    expect(ids.map((r) => r.event_id)).toEqual([recentEvent]);
   });
 
   it('checks the target address again at delivery time', async () => {

@@ -53,6 +53,8 @@ export class AppConfig {
     workerConcurrency: number;
     sweepEveryMs: number;
     retentionDays: number;
+    /** Registry notification ids are forgotten after this many days. */
+    registryEventsDedupDays: number;
     allowPrivateTargets: boolean;
     allowedCidrs: Cidr[];
   };
@@ -117,6 +119,7 @@ export class AppConfig {
       workerConcurrency: e.WEBHOOK_WORKER_CONCURRENCY,
       sweepEveryMs: e.WEBHOOK_SWEEP_EVERY_MS,
       retentionDays: e.WEBHOOK_RETENTION_DAYS,
+      registryEventsDedupDays: e.REGISTRY_EVENTS_DEDUP_DAYS,
       allowPrivateTargets: e.WEBHOOK_ALLOW_PRIVATE_TARGETS,
       allowedCidrs: e.WEBHOOK_ALLOWED_CIDRS,
     };

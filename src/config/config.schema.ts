@@ -154,6 +154,15 @@ export const envSchema = z.object({
     .max(3650)
     .default(30)
     .describe('delivered and dead deliveries (and their attempts) are deleted after this many days'),
+  REGISTRY_EVENTS_DEDUP_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(3650)
+    .default(30)
+    .describe(
+      "how long the id of a registry notification is remembered, so that the registry's redelivery of it is skipped",
+    ),
   WEBHOOK_ALLOW_PRIVATE_TARGETS: bool
     .default(false)
     .describe(

@@ -8,6 +8,7 @@ import { GarbageCollection1795400000300 } from '../../migrations/1795400000300-g
 import { Webhooks1795400000400 } from '../../migrations/1795400000400-webhooks.js';
 import { AuditConsole1795400000500 } from '../../migrations/1795400000500-audit-console.js';
 import { GcVerification1795400000600 } from '../../migrations/1795400000600-gc-verification.js';
+import { RegistryEventsSeenAge1795400000700 } from '../../migrations/1795400000700-registry-events-seen-age.js';
 import { AuditEventEntity } from '../audit/audit.entity.js';
 import { RoleBindingEntity, ServiceAccountEntity, ServiceAccountTokenEntity } from '../auth/auth.entity.js';
 import { DeletionItemEntity, DeletionRequestEntity } from '../deletions/deletion.entity.js';
@@ -44,6 +45,7 @@ export const migrations = [
   Webhooks1795400000400,
   AuditConsole1795400000500,
   GcVerification1795400000600,
+  RegistryEventsSeenAge1795400000700,
 ];
 
 export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions {

@@ -86,7 +86,8 @@ export class WebhookDeliveryProcessor implements OnApplicationBootstrap, OnAppli
     return this.drain(job, token);
   }
 
-  private async sweep() {
+  /** Wakes deliveries nobody queued, deletes old deliveries and old registry notification ids. */
+  async sweep() {
     const { woken } = await this.wakes.sweep();
     const [, deleted] = (await this.ds.query(
       `DELETE FROM webhook_deliveries WHERE id IN (
@@ -98,7 +99,15 @@ export class WebhookDeliveryProcessor implements OnApplicationBootstrap, OnAppli
       `UPDATE webhook_subscriptions SET previous_secret_sealed = NULL, previous_secret_expires_at = NULL
         WHERE previous_secret_expires_at < now()`,
     );
-    return { woken, deleted };
+    // Ids of registry notifications, kept to skip redeliveries: a registry retries for as long as its
+    // endpoint fails, not for weeks.
+    const [, forgotten] = (await this.ds.query(
+      `DELETE FROM registry_events_seen WHERE (registry, event_id) IN (
+         SELECT registry, event_id FROM registry_events_seen
+          WHERE received_at < now() - make_interval(days => $1) LIMIT 10000)`,
+      [this.config.webhooks.registryEventsDedupDays],
+    )) as [unknown, number];
+    return { woken, deleted, forgotten };
   }
 
   private async drain(job: Job, token?: string): Promise<unknown> {
