@@ -80,6 +80,21 @@ describe('registries declared in a YAML file', () => {
     const sync = gw.app.get(RegistriesFileSync);
     expect(await sync.syncNow()).toEqual({ created: [], updated: ['alpha'], removed: ['beta'] });
     expect(await sync.syncNow()).toBeNull();
+    // Audited as the gateway's own doing, with the file as source; what the file did not change is not.
+    type Event = { action: string; actor: { type: string }; details: { changed?: string[]; source: string } };
+    const trail = async (name: string) =>
+      (await adminRequest(gw.server).get(`/api/v1/audit-events?registry=${name}`).expect(200)).body
+        .items as Event[];
+    const alpha = await trail('alpha');
+    expect(alpha.map((e) => e.action)).toEqual(['registry.updated', 'registry.registered']);
+    expect(alpha[0]).toMatchObject({
+      actor: { type: 'system' },
+      details: { changed: ['description', 'tls.insecure'], source: 'file' },
+    });
+    expect((await trail('beta')).map((e) => e.action)).toEqual([
+      'registry.unregistered',
+      'registry.registered',
+    ]);
     const res = await adminRequest(gw.server).get('/api/v1/registries').expect(200);
     // What the file no longer says is reset, not kept from before.
     type Row = { name: string; description: string | null; tlsInsecure: boolean };

@@ -206,6 +206,49 @@ describe('per-registry delete settings and events token', () => {
     expect(noField.body.errors[0].message).toMatch(/Cannot query field "eventsToken"/);
   });
 
+  it('audits registering, changing and unregistering, naming what changed and never a secret', async () => {
+    await http().post('/api/v1/registries').send({ name: 'audited', url: registry.url }).expect(201);
+    const secrets = { auth: { type: 'basic', username: 'ci', password: 'not-in-the-trail' } };
+    await http()
+      .patch('/api/v1/registries/audited')
+      .send({ description: 'team registry', ...secrets })
+      .expect(200);
+    // The same again changes nothing, and is not audited.
+    await http()
+      .patch('/api/v1/registries/audited')
+      .send({ description: 'team registry', ...secrets })
+      .expect(200);
+    await http()
+      .patch('/api/v1/registries/audited')
+      .send({ deletes: { concurrency: 4 }, eventsToken: token })
+      .expect(200);
+    await http().delete('/api/v1/registries/audited').expect(204);
+
+    type Event = {
+      action: string;
+      actor: { type: string };
+      subject: { type: string };
+      details: Record<string, unknown>;
+    };
+    const events = (await http().get('/api/v1/audit-events?registry=audited').expect(200)).body
+      .items as Event[];
+    expect(events.map((e) => e.action)).toEqual([
+      'registry.unregistered',
+      'registry.updated',
+      'registry.updated',
+      'registry.registered',
+    ]);
+    expect(events.every((e) => e.actor.type !== 'system' && e.subject.type === 'registry')).toBe(true);
+    expect(events[3].details).toMatchObject({ url: registry.url, authType: 'none', source: 'api' });
+    expect(events[2].details.changed).toEqual(['description', 'auth.type', 'auth.username', 'auth.password']);
+    expect(events[1].details.changed).toEqual(['deletes.concurrency', 'eventsToken']);
+    expect(events[0].details).toMatchObject({ url: registry.url, source: 'api' });
+    const trail = JSON.stringify(events);
+    expect(trail).not.toContain('not-in-the-trail');
+    expect(trail).not.toContain(token);
+    expect(trail).not.toContain(sha256hex(token));
+  });
+
   it('documents the fields in OpenAPI, the token as write-only input', async () => {
     const { components } = (await http().get('/docs/openapi.json').expect(200)).body;
     const view = components.schemas.RegistryView.properties;

@@ -8,6 +8,7 @@ import { validate, ValidationError as ClassValidatorError } from 'class-validato
 import { DataSource } from 'typeorm';
 import { parse } from 'yaml';
 import { AppConfig } from '../config/app-config.js';
+import { SYSTEM_CONTEXT } from '../common/request-context.js';
 import { DomainError } from '../common/domain-error.js';
 import { CreateRegistryDto } from './registry.dto.js';
 import { DEFAULT_DELETE_CONCURRENCY } from './registry.entity.js';
@@ -113,18 +114,18 @@ export class RegistriesFileSync implements OnApplicationBootstrap, OnApplication
     for (const dto of wanted) {
       const current = existing.get(dto.name);
       if (!current) {
-        await this.registries.create(dto, 'file');
+        await this.registries.create(dto, SYSTEM_CONTEXT, 'file');
         result.created.push(dto.name);
       } else {
         const { name: _name, ...changes } = dto;
-        await this.registries.update(dto.name, changes, 'file');
+        await this.registries.update(dto.name, changes, SYSTEM_CONTEXT, 'file');
         result.updated.push(dto.name);
       }
     }
     const names = new Set(wanted.map((w) => w.name));
     for (const r of existing.values()) {
       if (r.source === 'file' && !names.has(r.name)) {
-        await this.registries.remove(r.name, 'file');
+        await this.registries.remove(r.name, SYSTEM_CONTEXT, 'file');
         result.removed.push(r.name);
       }
     }

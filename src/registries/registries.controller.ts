@@ -31,8 +31,8 @@ export class RegistriesController {
   @RequirePermission('registries:write')
   @ApiOperation({ summary: 'Register a registry; it is probed at once and the result returned' })
   @ApiCreatedResponse({ type: RegistryView })
-  async create(@Body() dto: CreateRegistryDto): Promise<RegistryView> {
-    return this.registries.toView(await this.registries.create(dto));
+  async create(@Body() dto: CreateRegistryDto, @Ctx() ctx: RequestContext): Promise<RegistryView> {
+    return this.registries.toView(await this.registries.create(dto, ctx));
   }
 
   @Get(':name')
@@ -46,8 +46,12 @@ export class RegistriesController {
   @RequirePermission('registries:write', { registryParam: 'name' })
   @ApiOperation({ summary: 'Change a registry (re-probed when its connection changes)' })
   @ApiOkResponse({ type: RegistryView })
-  async update(@Param('name') name: string, @Body() dto: UpdateRegistryDto): Promise<RegistryView> {
-    return this.registries.toView(await this.registries.update(name, dto));
+  async update(
+    @Param('name') name: string,
+    @Body() dto: UpdateRegistryDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<RegistryView> {
+    return this.registries.toView(await this.registries.update(name, dto, ctx));
   }
 
   @Delete(':name')
@@ -55,8 +59,8 @@ export class RegistriesController {
   @HttpCode(204)
   @ApiOperation({ summary: 'Unregister a registry (nothing on the registry itself changes)' })
   @ApiNoContentResponse()
-  async remove(@Param('name') name: string): Promise<void> {
-    await this.registries.remove(name);
+  async remove(@Param('name') name: string, @Ctx() ctx: RequestContext): Promise<void> {
+    await this.registries.remove(name, ctx);
   }
 
   @Get(':name/health')

@@ -28,8 +28,11 @@ export class RegistriesResolver {
     description: 'Register a registry; it is probed at once (needs registries:write everywhere).',
   })
   @RequirePermission('registries:write')
-  async createRegistry(@Args('input') input: CreateRegistryDto): Promise<RegistryView> {
-    return this.service.toView(await this.service.create(input));
+  async createRegistry(
+    @Args('input') input: CreateRegistryDto,
+    @Ctx() ctx: RequestContext,
+  ): Promise<RegistryView> {
+    return this.service.toView(await this.service.create(input, ctx));
   }
 
   @Mutation(() => RegistryView, {
@@ -40,8 +43,9 @@ export class RegistriesResolver {
   async updateRegistry(
     @Args('name') name: string,
     @Args('input') input: UpdateRegistryDto,
+    @Ctx() ctx: RequestContext,
   ): Promise<RegistryView> {
-    return this.service.toView(await this.service.update(name, input));
+    return this.service.toView(await this.service.update(name, input, ctx));
   }
 
   @Mutation(() => Boolean, {
@@ -49,8 +53,8 @@ export class RegistriesResolver {
       'Unregister a registry. Nothing on the registry itself changes (needs registries:write on it).',
   })
   @RequirePermission('registries:write', { registryParam: 'name' })
-  async deleteRegistry(@Args('name') name: string): Promise<boolean> {
-    await this.service.remove(name);
+  async deleteRegistry(@Args('name') name: string, @Ctx() ctx: RequestContext): Promise<boolean> {
+    await this.service.remove(name, ctx);
     return true;
   }
 

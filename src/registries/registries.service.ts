@@ -1,7 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
+import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectRepository } from '@nestjs/typeorm';
-import { QueryFailedError, Repository } from 'typeorm';
+import { EntityManager, QueryFailedError, Repository } from 'typeorm';
+import { recordAudit } from '../audit/audit-event.js';
+import type { RequestContext } from '../common/request-context.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import { SecretBox } from '../common/secret-box.js';
 import { RegistryClient } from './client/registry-client.js';
@@ -26,6 +29,7 @@ export class RegistriesService {
     private readonly secrets: SecretBox,
     private readonly clients: RegistryClients,
     private readonly prober: RegistryProber,
+    private readonly events: EventEmitter2,
   ) {}
 
   list(): Promise<RegistryEntity[]> {
@@ -46,11 +50,23 @@ export class RegistriesService {
     return { registry, client: this.clients.for(registry) };
   }
 
-  async create(dto: CreateRegistryDto, source: RegistrySource = 'api'): Promise<RegistryEntity> {
+  /** Registers a registry (audited as `registry.registered`), then probes it. */
+  async create(
+    dto: CreateRegistryDto,
+    ctx: RequestContext,
+    source: RegistrySource = 'api',
+  ): Promise<RegistryEntity> {
     const entity = this.repo.create({ name: dto.name, source });
     this.apply(entity, dto);
     try {
-      await this.repo.insert(entity);
+      await this.repo.manager.transaction(async (m) => {
+        await m.getRepository(RegistryEntity).insert(entity);
+        await this.audit(m, ctx, 'registry.registered', entity, {
+          url: entity.url,
+          authType: entity.authType,
+          source,
+        });
+      });
     } catch (err) {
       if (isUniqueViolation(err))
         throw new ConflictError('REGISTRY_EXISTS', `registry "${dto.name}" already exists`, {
@@ -62,27 +78,66 @@ export class RegistriesService {
     return this.probe(saved);
   }
 
+  /** Changes a registry (audited as `registry.updated`, naming the fields that changed), re-probed when its connection changed. */
   async update(
     name: string,
     dto: UpdateRegistryDto,
+    ctx: RequestContext,
     source: RegistrySource = 'api',
   ): Promise<RegistryEntity> {
     const entity = await this.get(name);
     if (entity.source === 'file' && source === 'api') throw managedByFile(name);
-    const before = JSON.stringify(connectionOf(entity));
+    const before = { ...entity };
     this.apply(entity, dto);
     entity.source = source;
-    await this.repo.save(entity);
+    const changed = changedFields(before, entity);
+    // The registries file is applied whole on every change of the file: a registry it did not change
+    // is neither written nor audited.
+    if (!changed.length) return entity;
+    await this.repo.manager.transaction(async (m) => {
+      await m.getRepository(RegistryEntity).save(entity);
+      await this.audit(m, ctx, 'registry.updated', entity, {
+        changed,
+        ...(changed.includes('url') ? { url: { from: before.url, to: entity.url } } : {}),
+        source,
+      });
+    });
     const saved = await this.get(name);
     // Delete settings and the events token are not part of the connection: no probe for them.
-    return before === JSON.stringify(connectionOf(saved)) ? saved : this.probe(saved);
+    return JSON.stringify(connectionOf(before as RegistryEntity)) === JSON.stringify(connectionOf(saved))
+      ? saved
+      : this.probe(saved);
   }
 
-  async remove(name: string, source: RegistrySource = 'api'): Promise<void> {
+  /** Unregisters a registry (audited as `registry.unregistered`); nothing on the registry changes. */
+  async remove(name: string, ctx: RequestContext, source: RegistrySource = 'api'): Promise<void> {
     const entity = await this.get(name);
     if (entity.source === 'file' && source === 'api') throw managedByFile(name);
-    await this.repo.delete({ id: entity.id });
+    await this.repo.manager.transaction(async (m) => {
+      await m.getRepository(RegistryEntity).delete({ id: entity.id });
+      await this.audit(m, ctx, 'registry.unregistered', entity, { url: entity.url, source });
+    });
     await this.clients.forget(entity.id);
+  }
+
+  private audit(
+    m: EntityManager,
+    ctx: RequestContext,
+    action: string,
+    entity: RegistryEntity,
+    details: Record<string, unknown>,
+  ) {
+    return recordAudit(this.events, {
+      action,
+      actor: ctx.actor,
+      sourceIp: ctx.sourceIp,
+      requestId: ctx.requestId,
+      registry: entity.name,
+      outcome: 'success',
+      subject: { type: 'registry', id: entity.id },
+      details,
+      manager: m,
+    });
   }
 
   /** Probes the registry now and stores what it learned. */
@@ -161,6 +216,25 @@ export class RegistriesService {
     entity.username ??= null;
     entity.passwordSealed ??= null;
   }
+}
+
+/** Registry fields an audit event names when they change (secrets by name only, never by value). */
+const AUDITED_FIELDS: [keyof RegistryEntity, string][] = [
+  ['url', 'url'],
+  ['description', 'description'],
+  ['authType', 'auth.type'],
+  ['username', 'auth.username'],
+  ['passwordSealed', 'auth.password'],
+  ['tlsCaCert', 'tls.caCert'],
+  ['tlsInsecure', 'tls.insecure'],
+  ['deleteConcurrency', 'deletes.concurrency'],
+  ['deleteRatePerSecond', 'deletes.ratePerSecond'],
+  ['eventsTokenHash', 'eventsToken'],
+  ['source', 'source'],
+];
+
+function changedFields(before: Partial<RegistryEntity>, after: RegistryEntity): string[] {
+  return AUDITED_FIELDS.filter(([k]) => (before[k] ?? null) !== (after[k] ?? null)).map(([, n]) => n);
 }
 
 /**
