@@ -92,6 +92,7 @@ describe('TargetPolicy', () => {
       workerConcurrency: 8,
       sweepEveryMs: 30_000,
       retentionDays: 30,
+      registryEventsDedupDays: 30,
       allowPrivateTargets: false,
       allowedCidrs: [],
     });
