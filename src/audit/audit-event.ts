@@ -1,5 +1,6 @@
 import type { EventEmitter2 } from '@nestjs/event-emitter';
 import type { EntityManager } from 'typeorm';
+import type { RequestContext } from '../common/request-context.js';
 
 /*
  * The contract between features and the audit trail.
@@ -122,4 +123,14 @@ export async function recordAuditBatch(
   if (!receipts || receipts.length !== batch.events.length)
     throw new Error(`${batch.events.length} audit events were not recorded: no audit listener`);
   return receipts;
+}
+
+/** Who did it, as the request says (actor, address, request id), and the transaction to record it in. */
+export function auditBase(ctx: RequestContext, manager?: EntityManager) {
+  return {
+    actor: ctx.actor,
+    sourceIp: ctx.sourceIp,
+    requestId: ctx.requestId,
+    ...(manager ? { manager } : {}),
+  };
 }

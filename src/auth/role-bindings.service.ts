@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
-import { recordAudit } from '../audit/audit-event.js';
+import { auditBase, recordAudit } from '../audit/audit-event.js';
 import { ConflictError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
 import {
@@ -13,7 +13,7 @@ import {
 } from './auth.dto.js';
 import { BindingSubjectType, RoleBindingEntity, ServiceAccountEntity } from './auth.entity.js';
 import { repositoryGlobProblem } from './scope.js';
-import { auditBase, createdBy, isUniqueViolation } from './service-accounts.service.js';
+import { createdBy, isUniqueViolation } from './service-accounts.service.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager, QueryFailedError } from 'typeorm';
-import { recordAudit } from '../audit/audit-event.js';
+import { auditBase, recordAudit } from '../audit/audit-event.js';
 import { ConflictError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
 import { generateApiToken } from './api-token.js';
@@ -191,10 +191,6 @@ export function createdBy(ctx: RequestContext) {
     createdById: ctx.actor.id,
     createdByName: ctx.actor.name ?? null,
   };
-}
-
-export function auditBase(ctx: RequestContext, manager: EntityManager) {
-  return { actor: ctx.actor, sourceIp: ctx.sourceIp, requestId: ctx.requestId, manager };
 }
 
 export function isUniqueViolation(err: unknown): boolean {

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
-import { recordAudit } from '../audit/audit-event.js';
+import { auditBase, recordAudit } from '../audit/audit-event.js';
 import { AppConfig } from '../config/app-config.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
@@ -282,12 +282,9 @@ export class DeletionService {
   /** The fields every audit event of a request shares; `manager` is the transaction of a single event. */
   auditBase(r: DeletionRequestEntity, ctx: RequestContext, manager?: EntityManager) {
     return {
-      actor: ctx.actor,
-      sourceIp: ctx.sourceIp,
-      requestId: ctx.requestId,
+      ...auditBase(ctx, manager),
       registry: r.registry,
       subject: { type: 'deletion_request', id: r.id },
-      ...(manager ? { manager } : {}),
     };
   }
 

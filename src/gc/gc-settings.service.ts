@@ -8,7 +8,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { Queue } from 'bullmq';
 import { CronExpressionParser } from 'cron-parser';
 import { DataSource } from 'typeorm';
-import { recordAudit } from '../audit/audit-event.js';
+import { auditBase, recordAudit } from '../audit/audit-event.js';
 import { DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
 import { SecretBox } from '../common/secret-box.js';
@@ -162,9 +162,7 @@ export class GcSettingsService {
       const row = await m.getRepository(GcSettingsEntity).save(entity);
       await recordAudit(this.events, {
         action: previous ? 'gc.settings.updated' : 'gc.settings.created',
-        actor: ctx.actor,
-        sourceIp: ctx.sourceIp,
-        requestId: ctx.requestId,
+        ...auditBase(ctx, m),
         registry: registry.name,
         outcome: 'success',
         subject: { type: 'registry', id: registry.id },
@@ -176,7 +174,6 @@ export class GcSettingsService {
           afterDeletions: entity.afterDeletions,
           secrets: Object.keys(secrets).sort(),
         },
-        manager: m,
       });
       return row;
     });
@@ -199,13 +196,10 @@ export class GcSettingsService {
         });
       await recordAudit(this.events, {
         action: 'gc.settings.deleted',
-        actor: ctx.actor,
-        sourceIp: ctx.sourceIp,
-        requestId: ctx.requestId,
+        ...auditBase(ctx, m),
         registry: registry.name,
         outcome: 'success',
         subject: { type: 'registry', id: registry.id },
-        manager: m,
       });
     });
     await this.queue.removeJobScheduler(scheduleJobId(registry.id));

@@ -4,7 +4,7 @@ import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { JobsOptions, Queue } from 'bullmq';
 import { DataSource, EntityManager } from 'typeorm';
-import { recordAudit, type AuditOutcome } from '../audit/audit-event.js';
+import { auditBase, recordAudit, type AuditOutcome } from '../audit/audit-event.js';
 import {
   createdAfter,
   createdMicros,
@@ -234,14 +234,11 @@ export class GcService {
   ) {
     return recordAudit(this.events, {
       action,
-      actor: ctx.actor,
-      sourceIp: ctx.sourceIp,
-      requestId: ctx.requestId,
+      ...auditBase(ctx, m),
       registry: run.registry,
       outcome,
       subject: { type: 'gc_run', id: run.id },
       details,
-      manager: m,
     });
   }
 }

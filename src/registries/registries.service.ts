@@ -3,7 +3,7 @@ import { Injectable, Logger } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectRepository } from '@nestjs/typeorm';
 import { EntityManager, QueryFailedError, Repository } from 'typeorm';
-import { recordAudit } from '../audit/audit-event.js';
+import { auditBase, recordAudit } from '../audit/audit-event.js';
 import type { RequestContext } from '../common/request-context.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import { SecretBox } from '../common/secret-box.js';
@@ -129,14 +129,11 @@ export class RegistriesService {
   ) {
     return recordAudit(this.events, {
       action,
-      actor: ctx.actor,
-      sourceIp: ctx.sourceIp,
-      requestId: ctx.requestId,
+      ...auditBase(ctx, m),
       registry: entity.name,
       outcome: 'success',
       subject: { type: 'registry', id: entity.id },
       details,
-      manager: m,
     });
   }
 

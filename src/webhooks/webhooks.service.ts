@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
-import { AUDIT_APPEND_LOCK, recordAudit } from '../audit/audit-event.js';
+import { AUDIT_APPEND_LOCK, auditBase, recordAudit } from '../audit/audit-event.js';
 import { repositoryGlobProblem } from '../auth/scope.js';
 import { decodeCursor, encodeCursor } from '../common/cursor.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
@@ -309,13 +309,10 @@ export class WebhooksService {
   ) {
     return recordAudit(this.events, {
       action,
-      actor: ctx.actor,
-      sourceIp: ctx.sourceIp,
-      requestId: ctx.requestId,
+      ...auditBase(ctx, m),
       outcome: 'success',
       subject: { type: 'webhook_subscription', id },
       details,
-      manager: m,
     });
   }
 }
