@@ -13,8 +13,9 @@ import type { GcStorageProblem } from './gc.entity.js';
  *   <root>/docker/registry/v2/repositories/<name>/_manifests/revisions/<alg>/<hex>/link
  *   <root>/docker/registry/v2/repositories/<name>/_manifests/tags/<tag>/current/link
  *
- * One `du -ak` of each of its two big trees, side by side, is both the measurement and the listing a run needs: blob sizes for the estimate, which repositories link which blob, and after the collection,
- * the structure the storage-side verification checks.
+ * One `du -ak` of each of its two big trees is both the measurement and the listing a run needs: blob
+ * sizes for the estimate, which repositories link which blob, and after the collection, the structure the
+ * storage-side verification checks.
  */
 
 /** Paths per command line: well inside ARG_MAX everywhere (exec in containers included). */

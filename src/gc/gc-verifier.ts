@@ -12,10 +12,10 @@ const CATALOG_PAGE = 1000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const served = (status: number) => status === 200 || status === 206 || (status >= 300 && status < 400);
 
-/** Waits until the registry answers /v2/ again (after a restart); 401 counts: it is up, just asking for credentials. */
 const READY_POLL_MIN_MS = 10;
 const READY_POLL_MAX_MS = 250;
 
+/** Waits until the registry answers /v2/ again (after a restart); 401 counts: it is up, just asking for credentials. */
 export async function waitReady(
   client: RegistryClient,
   timeoutMs: number,

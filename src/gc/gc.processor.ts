@@ -65,6 +65,13 @@ interface Plan {
   bytesEstimated: number;
 }
 
+/** What the registry's API said after a run: the probes, its first catalog page, and in which mode. */
+interface RegistryAnswers {
+  api: RegistryCheck;
+  catalog: string[];
+  full: boolean;
+}
+
 /** Where a run stands, written to its row every GC_HEARTBEAT_MS so a reader sees progress and life. */
 class Progress {
   phase: GcPhase = 'fencing';
@@ -534,12 +541,6 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /**
-   * The storage-side check is whole; the registry's API is then asked about a sample of it (`sample`) or
-   * about everything (`full`). The API check is what ties the storage the executor reads to the registry
-   * that serves: deleted blobs it still claims (a stale cache), blobs of tagged images it cannot read,
-   * repositories it lists that the storage does not hold (a storagePath pointing elsewhere).
-   */
-  /**
    * The registry's API part: deleted blobs (HEAD) in a repository that linked them, tagged images read
    * whole, the first catalog page. A sample of the tags the storage held before the run, or everything.
    */
@@ -549,7 +550,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     before: StorageSnapshot,
     deleted: string[],
     signal: AbortSignal,
-  ): Promise<{ api: RegistryCheck; catalog: string[]; full: boolean }> {
+  ): Promise<RegistryAnswers> {
     const full = settings.verification === 'full';
     const n = this.config.gc.verifySample;
     const deletedPairs = linkedIn(before, deleted);
@@ -566,13 +567,19 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     return { api, catalog: catalog.repositories, full };
   }
 
-  /** The verdict: the storage check's problems, what the registry answered, and their cross-checks. */
+  /**
+   * The verdict: the storage check's problems, what the registry answered, and their cross-checks.
+   * The storage-side check is whole; the registry's API is then asked about a sample of it (`sample`) or
+   * about everything (`full`). The API check is what ties the storage the executor reads to the registry
+   * that serves: deleted blobs it still claims (a stale cache), blobs of tagged images it cannot read,
+   * repositories it lists that the storage does not hold (a storagePath pointing elsewhere).
+   */
   private async verify(
     root: string,
     before: StorageSnapshot,
     after: StorageSnapshot,
     storage: StorageCheck,
-    { api, catalog, full }: { api: RegistryCheck; catalog: string[]; full: boolean },
+    { api, catalog, full }: RegistryAnswers,
     deleted: string[],
     executor: GcExecutor,
     signal: AbortSignal,
