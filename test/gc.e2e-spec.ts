@@ -38,6 +38,7 @@ interface RunView {
   id: string;
   status: string;
   phase: string;
+  outputRemovedAt?: string | null;
   trigger: string;
   dryRun: boolean;
   blobsDeleted: number | null;
@@ -336,7 +337,25 @@ describe('garbage collection through the gateway, on real registries', () => {
       [registryId],
     );
     expect((await worker.get(GcProcessor).sweep()).queued).toEqual([lost]);
-    expect(await waitRun(lost)).toMatchObject({ error: null, status: 'succeeded', dryRun: true });
+    const finished = await waitRun(lost);
+    expect(finished).toMatchObject({ error: null, status: 'succeeded', dryRun: true, outputRemovedAt: null });
+    expect(finished.output).toContain('garbage collect');
+
+    // Outputs are dropped GC_OUTPUT_RETENTION_DAYS (90) after a run ended; the run itself stays.
+    await env.query(`UPDATE gc_runs SET finished_at = now() - interval '91 days' WHERE id = $1`, [id]);
+    await env.query(
+      `UPDATE gc_runs SET output = 'kept for the record', finished_at = now() - interval '89 days' WHERE id = $1`,
+      [lost],
+    );
+    await env.query(`UPDATE gc_runs SET output = 'old output' WHERE id = $1`, [id]);
+    expect((await worker.get(GcProcessor).sweep()).outputsRemoved).toBe(1);
+    const old = (await http().get(`/api/v1/gc-runs/${id}`).expect(200)).body as RunView;
+    expect(old).toMatchObject({ status: 'failed', output: null, error: { code: 'WORKER_LOST' } });
+    expect(old.outputRemovedAt).not.toBeNull();
+    expect((await http().get(`/api/v1/gc-runs/${lost}`).expect(200)).body).toMatchObject({
+      output: 'kept for the record',
+      outputRemovedAt: null,
+    });
   });
 
   describe('the corruption case: push, delete, GC, push the same image again, pull every layer', () => {

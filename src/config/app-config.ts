@@ -40,6 +40,8 @@ export class AppConfig {
     drainTimeoutMs: number;
     heartbeatMs: number;
     sweepEveryMs: number;
+    /** A finished run's output is dropped after this many days. */
+    outputRetentionDays: number;
     readyTimeoutMs: number;
     verifyConcurrency: number;
     verifySample: number;
@@ -106,6 +108,7 @@ export class AppConfig {
       drainTimeoutMs: e.GC_DRAIN_TIMEOUT_MS,
       heartbeatMs: e.GC_HEARTBEAT_MS,
       sweepEveryMs: e.GC_SWEEP_EVERY_MS,
+      outputRetentionDays: e.GC_OUTPUT_RETENTION_DAYS,
       readyTimeoutMs: e.GC_READY_TIMEOUT_MS,
       verifyConcurrency: e.GC_VERIFY_CONCURRENCY,
       verifySample: e.GC_VERIFY_SAMPLE,

@@ -73,6 +73,15 @@ export const envSchema = z.object({
     .min(1000)
     .default(30_000)
     .describe('how often workers look for GC runs to queue or to recover from a crashed worker'),
+  GC_OUTPUT_RETENTION_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(36_500)
+    .default(90)
+    .describe(
+      "a finished GC run's output is dropped after this many days; the run and its audit events stay",
+    ),
   GC_READY_TIMEOUT_MS: z.coerce
     .number()
     .int()

@@ -9,6 +9,7 @@ import { Webhooks1795400000400 } from '../../migrations/1795400000400-webhooks.j
 import { AuditConsole1795400000500 } from '../../migrations/1795400000500-audit-console.js';
 import { GcVerification1795400000600 } from '../../migrations/1795400000600-gc-verification.js';
 import { RegistryEventsSeenAge1795400000700 } from '../../migrations/1795400000700-registry-events-seen-age.js';
+import { GcOutputRetention1795400000800 } from '../../migrations/1795400000800-gc-output-retention.js';
 import { AuditEventEntity } from '../audit/audit.entity.js';
 import { RoleBindingEntity, ServiceAccountEntity, ServiceAccountTokenEntity } from '../auth/auth.entity.js';
 import { DeletionItemEntity, DeletionRequestEntity } from '../deletions/deletion.entity.js';
@@ -46,6 +47,7 @@ export const migrations = [
   AuditConsole1795400000500,
   GcVerification1795400000600,
   RegistryEventsSeenAge1795400000700,
+  GcOutputRetention1795400000800,
 ];
 
 export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions {

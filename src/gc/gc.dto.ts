@@ -190,6 +190,17 @@ export class GcRunView {
   @Field(() => String, { nullable: true })
   output: string | null;
   @ApiProperty() @Field() outputTruncated: boolean;
+  @ApiPropertyOptional({
+    nullable: true,
+    description:
+      'When the output was dropped: GC_OUTPUT_RETENTION_DAYS after the run ended (the run itself stays)',
+  })
+  @Field(() => GraphQLISODateTime, {
+    nullable: true,
+    description:
+      'When the output was dropped: GC_OUTPUT_RETENTION_DAYS after the run ended (the run itself stays).',
+  })
+  outputRemovedAt: Date | null;
   @ApiPropertyOptional({ type: GcVerificationView, nullable: true })
   @Field(() => GcVerificationView, { nullable: true })
   verification: GcVerification | null;

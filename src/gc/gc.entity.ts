@@ -212,6 +212,10 @@ export class GcRunEntity {
   @Column({ name: 'output_truncated', type: 'boolean', default: false })
   outputTruncated: boolean;
 
+  /** When the output was dropped (GC_OUTPUT_RETENTION_DAYS after the run ended). */
+  @Column({ name: 'output_removed_at', type: 'timestamptz', nullable: true })
+  outputRemovedAt: Date | null;
+
   @Column({ type: 'jsonb', nullable: true })
   verification: GcVerification | null;
 

@@ -254,8 +254,11 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     return { runId: run.id, created };
   }
 
-  /** Queues runs that never reached the queue; restores and fails runs whose worker died. */
-  async sweep(): Promise<{ queued: string[]; recovered: string[] }> {
+  /**
+   * Queues runs that never reached the queue; restores and fails runs whose worker died; drops the output
+   * of runs that ended more than GC_OUTPUT_RETENTION_DAYS ago.
+   */
+  async sweep(): Promise<{ queued: string[]; recovered: string[]; outputsRemoved: number }> {
     const queued: string[] = [];
     const waiting = (await this.ds.query(
       `SELECT id FROM gc_runs WHERE status = 'queued' AND created_at < now() - interval '5 seconds' ORDER BY created_at`,
@@ -281,7 +284,13 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         recovered.push(id);
       }
     }
-    return { queued, recovered };
+    const [, outputsRemoved] = (await this.ds.query(
+      `UPDATE gc_runs SET output = NULL, output_removed_at = now() WHERE id IN (
+         SELECT id FROM gc_runs WHERE output IS NOT NULL AND finished_at IS NOT NULL
+            AND finished_at < now() - make_interval(days => $1) LIMIT 1000)`,
+      [this.config.gc.outputRetentionDays],
+    )) as [unknown, number];
+    return { queued, recovered, outputsRemoved };
   }
 
   private async claimForRecovery(id: string): Promise<GcRunEntity | null> {

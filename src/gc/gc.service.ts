@@ -270,6 +270,7 @@ export function toView(r: GcRunEntity, opts: { withOutput?: boolean } = {}): GcR
     exitCode: r.exitCode,
     output: opts.withOutput === false ? null : r.output,
     outputTruncated: r.outputTruncated,
+    outputRemovedAt: r.outputRemovedAt,
     verification: r.verification,
     phaseMs: r.phaseMs ?? {},
     error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
