@@ -73,6 +73,11 @@ function startWatchdog(pid: number): ChildProcess {
   return watchdog;
 }
 
+/** Ids of the Redis clients consuming each queue (BullMQ names its workers' connections). */
+async function consumers(queues: Queue[]): Promise<Set<string>[]> {
+  return Promise.all(queues.map(async (q) => new Set((await q.getWorkers()).map((w) => String(w.id)))));
+}
+
 /** Status of GET /health/ready, or undefined while nothing answers; no keep-alive socket stays behind. */
 function readyStatus(url: string): Promise<number | undefined> {
   return new Promise((resolve) => {
@@ -174,47 +179,36 @@ export class GatewayProcess {
     await worker?.kill();
   }
 
-  /** Starts a worker process (again), on the same environment. */
+  /** Starts a worker process (again), on the same environment; resolves once it takes jobs. */
   async startWorker(): Promise<void> {
     if (this.worker?.running) throw new Error('the worker is already running');
-    const known = await this.queueConsumers();
-    this.worker = await Child.spawn(
-      [...(this.opts.nodeArgs ?? []), WORKER_ENTRY],
-      this.env(),
-      this.workerLog,
-      'worker',
-    );
-    await this.untilWorkerListens(known);
-  }
-
-  /** Ids of the Redis clients consuming each of the worker's queues. */
-  private async queueConsumers(): Promise<Map<string, Set<string>>> {
     const env = this.env();
-    const out = new Map<string, Set<string>>();
-    for (const name of Object.values(Queues)) {
-      const queue = new Queue(name, { connection: redisOptions(env.REDIS_URL!), prefix: env.REDIS_PREFIX });
-      try {
-        out.set(name, new Set((await queue.getWorkers()).map((w) => String(w.id))));
-      } finally {
-        await queue.close();
+    const queues = Object.values(Queues).map(
+      (name) => new Queue(name, { connection: redisOptions(env.REDIS_URL!), prefix: env.REDIS_PREFIX }),
+    );
+    try {
+      const before = await consumers(queues);
+      this.worker = await Child.spawn(
+        [...(this.opts.nodeArgs ?? []), WORKER_ENTRY],
+        env,
+        this.workerLog,
+        'worker',
+      );
+      // A worker has no HTTP endpoint: it is ready when every queue has a consumer that was not there before.
+      const deadline = Date.now() + WORKER_READY_TIMEOUT_MS;
+      for (;;) {
+        if (!this.worker.running) throw await this.worker.exitedEarly();
+        const now = await consumers(queues);
+        const waiting = queues.filter((_, i) => ![...now[i]].some((id) => !before[i].has(id)));
+        if (!waiting.length) return;
+        if (Date.now() > deadline)
+          throw new Error(
+            `the worker did not consume ${waiting.map((q) => q.name).join(', ')} within ${WORKER_READY_TIMEOUT_MS} ms; see ${this.workerLog}`,
+          );
+        await sleep(50);
       }
-    }
-    return out;
-  }
-
-  /** Until every queue has a consumer that was not there before the worker started: it takes jobs now. */
-  private async untilWorkerListens(before: Map<string, Set<string>>): Promise<void> {
-    const deadline = Date.now() + WORKER_READY_TIMEOUT_MS;
-    for (;;) {
-      if (!this.worker?.running) throw await this.worker!.exitedEarly();
-      const now = await this.queueConsumers();
-      const waiting = [...now].filter(([name, ids]) => ![...ids].some((id) => !before.get(name)?.has(id)));
-      if (!waiting.length) return;
-      if (Date.now() > deadline)
-        throw new Error(
-          `the worker did not consume ${waiting.map(([n]) => n).join(', ')} within ${WORKER_READY_TIMEOUT_MS} ms; see ${this.workerLog}`,
-        );
-      await sleep(50);
+    } finally {
+      await Promise.all(queues.map((q) => q.close()));
     }
   }
 

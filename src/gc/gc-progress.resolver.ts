@@ -10,10 +10,9 @@ import { Ctx, RequestContext } from '../common/request-context.js';
 import { requestLoader } from '../common/request-loaders.js';
 import { Channels, PgNotifications } from '../database/notifications.js';
 import { GcRunView } from './gc.dto.js';
-import { GcRunEntity } from './gc.entity.js';
+import { GcRunEntity, isGcRunFinished } from './gc.entity.js';
 import { GcService, toView } from './gc.service.js';
 
-const FINAL: readonly string[] = ['succeeded', 'failed', 'cancelled'];
 const MIN_PROGRESS_INTERVAL_MS = 200;
 
 /** GC runs as the audit console follows them: live progress, and the run behind an audit event. */
@@ -38,7 +37,7 @@ export class GcProgressResolver {
     await this.gc.getFor(id, ctx);
     return liveFeed<GcRunView>({
       load: () => this.gc.get(id),
-      isFinal: (r) => FINAL.includes(r.status),
+      isFinal: (r) => isGcRunFinished(r.status),
       key: (r) =>
         JSON.stringify([
           r.status,

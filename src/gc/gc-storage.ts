@@ -20,8 +20,8 @@ import type { GcStorageProblem } from './gc.entity.js';
 
 /** Paths per command line: well inside ARG_MAX everywhere (exec in containers included). */
 const PATH_BATCH = 200;
-/** Batches of files read at once. */
-const READS_IN_FLIGHT = 3;
+/** Batches of paths (file reads, stats) in flight at once. */
+const COMMANDS_IN_FLIGHT = 3;
 /** How many problems a verification lists. */
 export const MAX_PROBLEMS = 100;
 /** Suspects looked at again at most: enough to list MAX_PROBLEMS when most turn out fine. */
@@ -178,11 +178,7 @@ export async function readFiles(
   signal?: AbortSignal,
 ): Promise<Map<string, string>> {
   const out = new Map<string, string>();
-  const batches: string[][] = [];
-  for (let i = 0; i < paths.length; i += PATH_BATCH) batches.push(paths.slice(i, i + PATH_BATCH));
-  // A few commands at once: each waits on the storage and on the executor's round trip.
-  const limit = pLimit(READS_IN_FLIGHT);
-  await Promise.all(batches.map((batch) => limit(() => readBatch(batch))));
+  await inBatches(paths, readBatch);
   return out;
 
   async function readBatch(batch: string[]) {
@@ -222,14 +218,23 @@ export async function statPaths(
   signal: AbortSignal | undefined,
   onLine: (line: string) => void,
 ): Promise<void> {
-  for (let i = 0; i < paths.length; i += PATH_BATCH)
-    await execLines(
-      executor,
-      ['stat', '-c', format, '--', ...paths.slice(i, i + PATH_BATCH)],
-      signal,
-      onLine,
-      [0, 1],
-    );
+  await inBatches(paths, (batch) =>
+    execLines(executor, ['stat', '-c', format, '--', ...batch], signal, onLine, [0, 1]),
+  );
+}
+
+/**
+ * Runs `run` on PATH_BATCH paths at a time, a few batches at once: each command waits on the storage and
+ * on the executor's round trip.
+ */
+async function inBatches(paths: string[], run: (batch: string[]) => Promise<void>): Promise<void> {
+  const limit = pLimit(COMMANDS_IN_FLIGHT);
+  const batches: Promise<void>[] = [];
+  for (let i = 0; i < paths.length; i += PATH_BATCH) {
+    const batch = paths.slice(i, i + PATH_BATCH);
+    batches.push(limit(() => run(batch)));
+  }
+  await Promise.all(batches);
 }
 
 /** Which of these paths exist now. */

@@ -5,11 +5,12 @@ import { RequirePermission } from '../auth/auth.decorators.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { GcSettingsDto, GcSettingsView } from './gc-settings.dto.js';
 import { GcSettingsService } from './gc-settings.service.js';
+import { liveFeed } from '../common/live-feed.js';
+import { AppConfig } from '../config/app-config.js';
 import { Channels, PgNotifications } from '../database/notifications.js';
 import { GcRequestDto, GcRunIdParam, GcRunPage, GcRunQueryDto, GcRunView, GcRunWaitQuery } from './gc.dto.js';
+import { isGcRunFinished } from './gc.entity.js';
 import { GcService } from './gc.service.js';
-
-const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
 @ApiTags('gc')
 @Controller('api/v1')
@@ -18,6 +19,7 @@ export class GcController {
     private readonly gc: GcService,
     private readonly settings: GcSettingsService,
     private readonly notifications: PgNotifications,
+    private readonly config: AppConfig,
   ) {}
 
   @Post('registries/:registry/gc')
@@ -62,44 +64,33 @@ export class GcController {
     @Ctx() ctx: RequestContext,
   ): Promise<GcRunView> {
     const run = await this.gc.getFor(p.id, ctx);
-    if (!q.wait || FINAL.has(run.status)) return run;
+    if (!q.wait || isGcRunFinished(run.status)) return run;
     return this.untilFinished(p.id, q.wait * 1000);
   }
 
-  /** The run once it has finished (its row's trigger notifies every change), or as it is after `ms`. */
+  /** The run once it has finished (followed the way the GraphQL subscription follows it), or as it is after `ms`. */
   private async untilFinished(id: string, ms: number): Promise<GcRunView> {
-    const deadline = Date.now() + ms;
-    let changed = false;
-    let wake = () => undefined as void;
-    const stop = await this.notifications.listen(Channels.gcRun, id, () => {
-      changed = true;
-      wake();
+    const feed = liveFeed<GcRunView>({
+      load: () => this.gc.get(id),
+      isFinal: (r) => isGcRunFinished(r.status),
+      key: (r) => r.status,
+      watch: (changed) => this.notifications.listen(Channels.gcRun, id, changed),
+      pollMs: this.config.graphql.subscriptionPollMs,
+      minIntervalMs: 0,
     });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), ms)));
     try {
       for (;;) {
-        // Read after LISTEN is in place, so a change between the caller's read and now is not missed; a
-        // change notified during the read means reading again.
-        const run = await this.gc.get(id);
-        const left = deadline - Date.now();
-        if (FINAL.has(run.status) || left <= 0) return run;
-        if (changed) {
-          changed = false;
-          continue;
-        }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        wake = () => undefined;
-        // What woke it is read next.
-        changed = false;
+        const next = await Promise.race([feed.next(), timedOut]);
+        if (next === 'timeout' || next.done) break;
+        if (isGcRunFinished(next.value.status)) return next.value;
       }
     } finally {
-      stop();
+      clearTimeout(timer);
+      await feed.return?.();
     }
+    return this.gc.get(id);
   }
 
   @Post('gc-runs/:id/cancel')

@@ -11,6 +11,13 @@ import type { GcExecutorConfig, GcExecutorType } from './executors/gc-executor.j
 export type GcFence = 'gateway' | 'readonly' | 'stop' | 'none';
 export type GcTrigger = 'manual' | 'schedule' | 'after_deletions';
 export type GcStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+const GC_FINISHED_STATUSES: ReadonlySet<string> = new Set<GcStatus>(['succeeded', 'failed', 'cancelled']);
+
+/** A run that has ended: it changes no more. */
+export function isGcRunFinished(status: string): boolean {
+  return GC_FINISHED_STATUSES.has(status);
+}
 export type GcPhase =
   | 'queued'
   | 'fencing'

@@ -39,10 +39,15 @@ import {
   waitReady,
   type RegistryCheck,
 } from './gc-verifier.js';
-import { GcRunEntity, GcSettingsEntity, type GcPhase, type GcVerification } from './gc.entity.js';
+import {
+  GcRunEntity,
+  GcSettingsEntity,
+  isGcRunFinished,
+  type GcPhase,
+  type GcVerification,
+} from './gc.entity.js';
 import { GC_FINISHED_EVENT, GcService } from './gc.service.js';
 
-const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 const isCancel = (err: unknown) => err instanceof DomainError && err.code === 'GC_CANCELLED';
 /** Live output kept on the run while the collector runs (the final output replaces it). */
 const LIVE_OUTPUT_TAIL = 64 * 1024;
@@ -308,7 +313,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         status: string;
       }[];
       if (!row) return 'gone' as const;
-      if (FINISHED.has(row.status)) return 'finished' as const;
+      if (isGcRunFinished(row.status)) return 'finished' as const;
       if (row.status === 'running') return 'crashed' as const;
       await m.query(
         `UPDATE gc_runs SET status = 'running', phase = 'fencing', attempts = attempts + 1,
@@ -841,7 +846,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       const [row] = (await m.query(`SELECT status FROM gc_runs WHERE id = $1 FOR UPDATE`, [runId])) as {
         status: string;
       }[];
-      if (!row || FINISHED.has(row.status)) return null;
+      if (!row || isGcRunFinished(row.status)) return null;
       const cols = Object.keys(fields);
       const values = cols.map((c) =>
         c === 'verification' || c === 'phase_ms' ? JSON.stringify(fields[c]) : fields[c],
