@@ -10,11 +10,17 @@
  * group still running is killed and this process exits.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 type Incoming =
   { op: 'run'; id: number; argv: string[] } | { op: 'kill'; id: number; signal: NodeJS.Signals };
 
 const running = new Map<number, ChildProcess>();
+/** Output bytes waiting for the worker, per stream, before the command's pipe is no longer read. */
+const MAX_PENDING = 1 << 20;
+/** How long output waits for more before it is sent, and how much is sent without waiting. */
+const FLUSH_MS = 5;
+const CHUNK = 64 * 1024;
 
 function send(message: object, sent?: () => void): void {
   if (!process.connected) return;
@@ -37,20 +43,62 @@ function run(id: number, argv: string[]): void {
   child.on('error', (err: NodeJS.ErrnoException) => {
     error = { code: err.code, message: err.message };
   });
-  for (const [fd, stream] of [
-    [1, child.stdout],
-    [2, child.stderr],
-  ] as const) {
-    // One chunk in flight at a time: a worker that reads slowly slows the command, as a pipe would.
-    stream.on('data', (data: Buffer) => {
-      stream.pause();
-      send({ op: 'out', id, fd, data }, () => stream.resume());
-    });
-  }
+  const forwarders = [forward(id, 1, child.stdout!), forward(id, 2, child.stderr!)];
+  // 'close' comes after both streams ended; their last bytes go out before the exit.
   child.on('close', (code, signal) => {
     running.delete(id);
-    send({ op: 'exit', id, code, signal, pid: child.pid ?? null, error });
+    void Promise.all(forwarders.map((f) => f.drained())).then(() =>
+      send({ op: 'exit', id, code, signal, pid: child.pid ?? null, error }),
+    );
   });
+}
+
+/**
+ * Sends a stream's output to the worker in few messages: bytes wait up to FLUSH_MS for more, or until
+ * CHUNK of them are there, and while one message is being sent the next gathers. A command that writes a
+ * line at a time (the collector prints thousands) would otherwise cost a message per line, and each costs
+ * both processes far more than its bytes. The stream is paused while MAX_PENDING bytes wait: a worker
+ * that reads slowly slows the command, as a pipe would.
+ */
+function forward(id: number, fd: 1 | 2, stream: Readable): { drained: () => Promise<void> } {
+  let pending: Buffer[] = [];
+  let bytes = 0;
+  let inFlight = false;
+  let timer: NodeJS.Timeout | undefined;
+  let draining: (() => void) | undefined;
+  const sendPending = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (inFlight || !bytes) return;
+    const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, bytes);
+    pending = [];
+    bytes = 0;
+    inFlight = true;
+    if (stream.isPaused()) stream.resume();
+    send({ op: 'out', id, fd, data }, sent);
+  };
+  const sent = () => {
+    inFlight = false;
+    if (bytes >= CHUNK || (draining && bytes)) sendPending();
+    else if (bytes) timer ??= setTimeout(sendPending, FLUSH_MS);
+    else draining?.();
+  };
+  stream.on('data', (data: Buffer) => {
+    pending.push(data);
+    bytes += data.length;
+    if (bytes >= MAX_PENDING) stream.pause();
+    if (inFlight) return;
+    if (bytes >= CHUNK) sendPending();
+    else timer ??= setTimeout(sendPending, FLUSH_MS);
+  });
+  return {
+    drained: () =>
+      new Promise<void>((resolve) => {
+        if (!inFlight && !bytes) return resolve();
+        draining = resolve;
+        if (!inFlight) sendPending();
+      }),
+  };
 }
 
 process.on('message', (m: Incoming) => {
