@@ -128,9 +128,10 @@ describe('docker GC executor against a fake Engine API', () => {
       .filter((c): c is string[] => !!c);
     expect(commands).toEqual(
       expect.arrayContaining([
-        ['du', '-ak', '/var/lib/registry/docker/registry/v2/blobs'],
-        ['du', '-ak', '/var/lib/registry/docker/registry/v2/repositories'],
-        expect.arrayContaining(['find', '/var/lib/registry', '-prune', 'stat']),
+        // Under `nice`: the registry in the container comes first.
+        ['nice', '-n', '10', 'du', '-ak', '/var/lib/registry/docker/registry/v2/blobs'],
+        ['nice', '-n', '10', 'du', '-ak', '/var/lib/registry/docker/registry/v2/repositories'],
+        expect.arrayContaining(['nice', 'find', '/var/lib/registry', '-prune', 'stat']),
       ]),
     );
   });

@@ -18,6 +18,8 @@ import type { GcStorageProblem } from './gc.entity.js';
  * storage-side verification checks.
  */
 
+/** The prefix of the storage reads that may wait for the registry (`nice` is in coreutils and busybox). */
+const NICE = ['nice', '-n', '10'];
 /** Paths per command line: well inside ARG_MAX everywhere (exec in containers included). */
 const PATH_BATCH = 200;
 /** Batches of paths (file reads, stats) in flight at once. */
@@ -64,6 +66,8 @@ function tagLinkPath(root: string, repository: string, tag: string) {
 /**
  * Runs a listing command and hands each output line to `onLine` as it streams, so a listing larger than
  * the executor's output cap is still read whole. A missing folder (nothing pushed yet) lists nothing.
+ * The command runs under `nice` unless `urgent`: the registry (serving, collecting, restarting) comes
+ * first, the gateway's reads of its storage take the CPU left.
  */
 export async function execLines(
   executor: GcExecutor,
@@ -71,9 +75,10 @@ export async function execLines(
   signal: AbortSignal | undefined,
   onLine: (line: string) => void,
   okExitCodes: number[] = [0],
+  urgent = false,
 ): Promise<void> {
   let pending = '';
-  const r = await executor.exec(argv, {
+  const r = await executor.exec(urgent ? argv : [...NICE, ...argv], {
     signal,
     onOutput: (chunk) => {
       const parts = (pending + chunk).split('\n');
@@ -97,28 +102,28 @@ export async function execLines(
  * The storage's size and structure, read in parts side by side: its two big trees, `blobs` and
  * `repositories`, with a `du -ak` each, and everything else under the root (its folders down to `v2`,
  * anything an operator keeps beside) with one `find ... -prune` and `stat`. `outsideRepositories` settles
- * once all but the `repositories` tree is read, `whole` once everything is: a collector that leaves
- * `repositories` alone may start at the first. `repositoriesLater` walks `repositories` only then, so
- * that what the collector waits for has the machine to itself.
+ * once all but the `repositories` tree is read, `whole` once everything is. `besideCollector`: the walk
+ * of `blobs` races a collector started beside it (which deletes blobs once it has marked and listed them
+ * all itself), so it runs first and at the registry's priority; `repositories` is walked after it.
  */
 export function snapshotInParts(
   executor: GcExecutor,
   root: string,
   signal?: AbortSignal,
-  opts: { repositoriesLater?: boolean } = {},
+  opts: { besideCollector?: boolean } = {},
 ): { outsideRepositories: Promise<void>; whole: Promise<StorageSnapshot> } {
   const { snapshot, walk } = snapshotReader(executor, root, signal);
   const base = root.replace(/\/+$/, '') || '/';
   const [blobs, repositories] = [`${v2Root(root)}/blobs`, `${v2Root(root)}/repositories`];
   const rest = [base, '(', '-path', blobs, '-o', '-path', repositories, ')', '-prune', '-o'];
   const outsideRepositories = Promise.all([
-    walk(blobs),
+    walk(blobs, opts.besideCollector),
     execLines(executor, ['find', ...rest, '-exec', 'stat', '-c', '%b %B', '{}', '+'], signal, (line) => {
       const m = /^(\d+) (\d+)$/.exec(line.trim());
       if (m) snapshot.bytes += Number(m[1]) * Number(m[2]);
     }),
   ]).then(() => undefined);
-  const repositoriesRead = opts.repositoriesLater
+  const repositoriesRead = opts.besideCollector
     ? outsideRepositories.then(() => walk(repositories))
     : walk(repositories);
   const whole = Promise.all([outsideRepositories, repositoriesRead]).then(() => snapshot);
@@ -146,25 +151,32 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
   const layerRe = /^repositories\/(.+)\/_layers\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
   const revisionRe = /^repositories\/(.+)\/_manifests\/revisions\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
   const tagRe = /^repositories\/(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/;
-  const walk = (top: string) =>
-    execLines(executor, ['du', '-ak', top], signal, (line) => {
-      const tab = /^(\d+)\s+(.*)$/.exec(line.trimEnd());
-      if (!tab) return;
-      const kib = Number(tab[1]);
-      const path = tab[2];
-      // The walked tree's own line is its total.
-      if (path === top) {
-        snapshot.bytes += kib * 1024;
-        return;
-      }
-      if (!path.startsWith(v2)) return;
-      const rel = path.slice(v2.length);
-      let m: RegExpExecArray | null;
-      if ((m = blobRe.exec(rel))) snapshot.blobs.set(`${m[1]}:${m[2]}`, kib * 1024);
-      else if ((m = layerRe.exec(rel))) add(snapshot.layers, m[1], `${m[2]}:${m[3]}`);
-      else if ((m = revisionRe.exec(rel))) add(snapshot.revisions, m[1], `${m[2]}:${m[3]}`);
-      else if ((m = tagRe.exec(rel))) snapshot.tags.push({ repository: m[1], tag: m[2] });
-    });
+  const walk = (top: string, urgent?: boolean) =>
+    execLines(
+      executor,
+      ['du', '-ak', top],
+      signal,
+      (line) => {
+        const tab = /^(\d+)\s+(.*)$/.exec(line.trimEnd());
+        if (!tab) return;
+        const kib = Number(tab[1]);
+        const path = tab[2];
+        // The walked tree's own line is its total.
+        if (path === top) {
+          snapshot.bytes += kib * 1024;
+          return;
+        }
+        if (!path.startsWith(v2)) return;
+        const rel = path.slice(v2.length);
+        let m: RegExpExecArray | null;
+        if ((m = blobRe.exec(rel))) snapshot.blobs.set(`${m[1]}:${m[2]}`, kib * 1024);
+        else if ((m = layerRe.exec(rel))) add(snapshot.layers, m[1], `${m[2]}:${m[3]}`);
+        else if ((m = revisionRe.exec(rel))) add(snapshot.revisions, m[1], `${m[2]}:${m[3]}`);
+        else if ((m = tagRe.exec(rel))) snapshot.tags.push({ repository: m[1], tag: m[2] });
+      },
+      [0],
+      urgent,
+    );
   return { snapshot, walk };
 }
 

@@ -374,16 +374,18 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     };
     try {
       // The storage is measured and listed while the fence goes up. Distribution 2.x's collector, without
-      // --delete-untagged, changes nothing under `repositories` (3.x removes layer links there): that
-      // tree's walk may go on while it runs. Everything else is read before it starts.
+      // --delete-untagged, deletes nothing but blobs, and only after it has marked every manifest and
+      // listed every blob itself: the walks then run beside it, `blobs` first (and that the walk saw every
+      // blob the collector deleted is checked after). Otherwise (3.x removes layer links under
+      // `repositories`) everything is read before it starts.
       const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
       const v2 = registry.probe?.distributionVersion?.startsWith('2') ?? false;
       const overlap = !run.dryRun && !run.deleteUntagged && v2;
-      const parts = snapshotInParts(executor, root, signal, { repositoriesLater: overlap });
+      const parts = snapshotInParts(executor, root, signal, { besideCollector: overlap });
       snapshotBefore = alongside(parts.whole);
       const reading = alongside(
         Promise.all([
-          overlap ? parts.outsideRepositories : parts.whole,
+          overlap ? Promise.resolve() : parts.whole,
           !run.dryRun && settings.graceSeconds > 0
             ? this.youngBlobs(executor, root, settings.graceSeconds, signal)
             : Promise.resolve(new Set<string>()),
@@ -405,7 +407,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
 
       progress.to('measuring');
       const [, young] = await reading;
-      // Taken in the finally when the collector ran beside the walk of `repositories`.
+      // Taken after the collection when the collector ran beside the walks.
       if (!overlap) fields.bytes_before = (await snapshotBefore).bytes;
 
       progress.to('planning');
@@ -450,6 +452,16 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         blobs_deleted: summary.blobsDeleted.length,
         manifests_deleted: summary.manifestsDeleted.length,
       });
+      const before = await snapshotBefore;
+      // Beside the collector, the walk must have reached every blob before the collector deleted it; one
+      // it missed leaves the size before unknown (and the estimate short by that blob).
+      const unseen = overlap ? summary.blobsDeleted.filter((d) => !before.blobs.has(d)).length : 0;
+      if (unseen && unseen < summary.blobsDeleted.length) {
+        fields.bytes_before = null;
+        this.logger.warn(
+          `GC run ${run.id}: the collector of registry "${registry.name}" deleted ${unseen} blob(s) before the storage walk beside it reached them; bytesBefore and bytesFreed are not known for this run`,
+        );
+      } else fields.bytes_before = before.bytes;
       if (out.exitCode !== 0 && summary.nothingStored) {
         Object.assign(fields, { exit_code: 0, blobs_deleted: 0, manifests_deleted: 0, bytes_estimated: 0 });
         return;
@@ -461,8 +473,6 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           502,
           { exitCode: out.exitCode },
         );
-      const before = await snapshotBefore;
-      fields.bytes_before = before.bytes;
       if (overlap && (summary.layerLinksDeleted.length || summary.manifestsDeleted.length))
         // Not a 2.x collector after all (the probe's guess): its removals under `repositories` may have
         // come before the walk of that tree did, so the measurement can miss a few KiB of links.
@@ -503,7 +513,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       ]);
       Object.assign(fields, {
         bytes_after: after.bytes,
-        bytes_freed: Math.max(0, before.bytes - after.bytes),
+        bytes_freed: fields.bytes_before === null ? null : Math.max(0, before.bytes - after.bytes),
       });
       const verification = await this.verify(
         root,
@@ -538,7 +548,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       );
       await fence?.release().catch(() => undefined);
       await Promise.all(beside);
-      fields.bytes_before ??= (await snapshotBefore?.catch(() => undefined))?.bytes;
+      if (!('bytes_before' in fields))
+        fields.bytes_before = (await snapshotBefore?.catch(() => undefined))?.bytes;
       await executor.close().catch(() => undefined);
       progress.close();
       // The last phase write lands before the final one.

@@ -5,6 +5,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { withoutNice } from './storage.js';
 
 /**
  * Just enough of the Docker Engine API, on a unix socket (or TCP), to test the docker GC executor at
@@ -19,7 +20,8 @@ import { join } from 'node:path';
  *
  * A command wrapped by the executor as `sh -c 'echo <marker> $$ >&2; exec "$@"' sh argv...` is run as
  * the shell would: the marker line with a fake PID comes first on stderr, then argv's behaviour. An
- * exec of `kill -TERM <pid>` ends the hanging exec with that PID (exit 143).
+ * exec of `kill -TERM <pid>` ends the hanging exec with that PID (exit 143). `nice -n <n> argv...` behaves
+ * as argv, as `nice` would.
  */
 export interface FakeExecBehaviour {
   /** Written in order; `stream` 1 = stdout, 2 = stderr. */
@@ -210,6 +212,7 @@ export class FakeDockerEngine {
     let argv = exec.cmd;
     const wrapped = argv[0] === 'sh' && argv[1] === '-c' && argv[2]?.includes(PID_MARKER);
     if (wrapped) argv = argv.slice(4);
+    argv = withoutNice(argv);
     const behaviour = argv[0] === 'kill' ? {} : this.behaviour(argv, exec.env);
     if (wrapped && !behaviour.pidLineLast) await writeFrame(socket, 2, `${PID_MARKER} ${exec.pid}\n`);
     if (argv[0] === 'kill') {
