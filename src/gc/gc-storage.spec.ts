@@ -21,7 +21,7 @@ describe('references of a stored manifest', () => {
       subject: { digest: d('f') },
     });
     expect(references(text)).toEqual([
-      { digest: d('a'), manifest: false },
+      { digest: d('a'), manifest: false, config: true },
       { digest: d('b'), manifest: false },
     ]);
   });

@@ -19,7 +19,7 @@ import type { GcStorageProblem } from './gc.entity.js';
  */
 
 /** The prefix of the storage reads that may wait for the registry (`nice` is in coreutils and busybox). */
-const NICE = ['nice', '-n', '10'];
+const NICE = ['nice', '-n', '19'];
 /** Paths per command line: well inside ARG_MAX everywhere (exec in containers included). */
 const PATH_BATCH = 200;
 /** Batches of paths (file reads, stats) in flight at once. */
@@ -28,12 +28,15 @@ const COMMANDS_IN_FLIGHT = 3;
 export const MAX_PROBLEMS = 100;
 /** Suspects looked at again at most: enough to list MAX_PROBLEMS when most turn out fine. */
 const MAX_RECHECKS = 100 * MAX_PROBLEMS;
-/** Manifests read (and held) at once by the storage check. */
+const DIGEST = /^[a-z0-9]+:[0-9a-f]+$/;
+/** Manifests read at once by the storage check. */
 const MANIFEST_SLICE = 5 * PATH_BATCH;
 
 export interface StorageSnapshot {
   /** Disk usage of the whole storage root (`du -k` blocks, in bytes). */
   bytes: number;
+  /** The part of `bytes` under `repositories`. */
+  repositoryBytes: number;
   /** Blob digest -> disk usage of its data file. */
   blobs: Map<string, number>;
   /** Repository -> blob digests it links (`_layers`): what it serves as blobs. */
@@ -105,31 +108,101 @@ export async function execLines(
  * once all but the `repositories` tree is read, `whole` once everything is. `besideCollector`: the walk
  * of `blobs` races a collector started beside it (which deletes blobs once it has marked and listed them
  * all itself), so it runs first and at the registry's priority; `repositories` is walked after it.
+ * `blobsStarted` settles once that walk is under way where the registry lives (its first output, or its
+ * end): a collector started then starts behind it. `repositories`, when given, is what `repositories`
+ * holds (known unchanged since that snapshot): that tree is not walked again.
  */
 export function snapshotInParts(
   executor: GcExecutor,
   root: string,
   signal?: AbortSignal,
-  opts: { besideCollector?: boolean } = {},
-): { outsideRepositories: Promise<void>; whole: Promise<StorageSnapshot> } {
+  opts: { besideCollector?: boolean; repositories?: Promise<StorageSnapshot | null> } = {},
+): { blobsStarted: Promise<void>; outsideRepositories: Promise<void>; whole: Promise<StorageSnapshot> } {
   const { snapshot, walk } = snapshotReader(executor, root, signal);
+  let started!: () => void;
+  const blobsStarted = new Promise<void>((resolve) => (started = resolve));
   const base = root.replace(/\/+$/, '') || '/';
   const [blobs, repositories] = [`${v2Root(root)}/blobs`, `${v2Root(root)}/repositories`];
   const rest = [base, '(', '-path', blobs, '-o', '-path', repositories, ')', '-prune', '-o'];
   const outsideRepositories = Promise.all([
-    walk(blobs, opts.besideCollector),
+    walk(blobs, opts.besideCollector, started).finally(started),
     execLines(executor, ['find', ...rest, '-exec', 'stat', '-c', '%b %B', '{}', '+'], signal, (line) => {
       const m = /^(\d+) (\d+)$/.exec(line.trim());
       if (m) snapshot.bytes += Number(m[1]) * Number(m[2]);
     }),
   ]).then(() => undefined);
-  const repositoriesRead = opts.besideCollector
-    ? outsideRepositories.then(() => walk(repositories))
-    : walk(repositories);
+  const repositoriesRead = opts.repositories
+    ? opts.repositories.then((known) => (known ? copyRepositories(known, snapshot) : walk(repositories)))
+    : opts.besideCollector
+      ? outsideRepositories.then(() => walk(repositories))
+      : walk(repositories);
   const whole = Promise.all([outsideRepositories, repositoriesRead]).then(() => snapshot);
   // Whoever awaits only one part must not leave the other's failure unhandled.
   whole.catch(() => undefined);
-  return { outsideRepositories, whole };
+  return { blobsStarted, outsideRepositories, whole };
+}
+
+/** What `repositories` holds, taken from a snapshot of the same tree. */
+function copyRepositories(from: StorageSnapshot, to: StorageSnapshot): void {
+  to.bytes += from.repositoryBytes;
+  to.repositoryBytes = from.repositoryBytes;
+  to.layers = from.layers;
+  to.revisions = from.revisions;
+  to.tags = from.tags;
+}
+
+/**
+ * The folders under `repositories` that a manifest push writes into, each with what `stat` says of it
+ * (modification time to the nanosecond, link count, size): the repositories' own folders and their
+ * parents, `_manifests`, `_manifests/revisions` and `_manifests/revisions/<alg>`. A new manifest in a
+ * repository (a revision), a deleted one, or a new repository changes at least one of them; uploads
+ * (`_uploads`), layer links (`_layers`) and tags pointing at a manifest the repository already has do not
+ * and are not looked at. Read twice, the same answer both times means no manifest came or went between.
+ */
+export async function manifestFolders(
+  executor: GcExecutor,
+  root: string,
+  signal?: AbortSignal,
+): Promise<Map<string, string>> {
+  const stat = ['-exec', 'stat', '-c', '%n|%y|%h|%s', '{}', '+'];
+  const out = new Map<string, string>();
+  await execLines(
+    executor,
+    [
+      'find',
+      `${v2Root(root)}/repositories`,
+      ...['-path', '*/_manifests/revisions/*', '-prune', ...stat, '-o'],
+      ...[
+        '(',
+        '-name',
+        '_layers',
+        '-o',
+        '-name',
+        '_uploads',
+        '-o',
+        '-path',
+        '*/_manifests/tags',
+        ')',
+        '-prune',
+      ],
+      ...['-o', '-type', 'd', ...stat],
+    ],
+    signal,
+    (line) => {
+      const bar = line.indexOf('|');
+      if (bar > 0) out.set(line.slice(0, bar), line.slice(bar + 1));
+    },
+    [0],
+    true, // a run waits for it before and after the collector
+  );
+  return out;
+}
+
+/** Whether two readings of manifestFolders are the same. */
+export function sameFolders(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [path, stat] of a) if (b.get(path) !== stat) return false;
+  return true;
 }
 
 /** A snapshot being filled, and the `du -ak` walk that adds a tree of the storage to it. */
@@ -137,6 +210,7 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
   const v2 = `${v2Root(root)}/`;
   const snapshot: StorageSnapshot = {
     bytes: 0,
+    repositoryBytes: 0,
     blobs: new Map(),
     layers: new Map(),
     revisions: new Map(),
@@ -151,12 +225,13 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
   const layerRe = /^repositories\/(.+)\/_layers\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
   const revisionRe = /^repositories\/(.+)\/_manifests\/revisions\/([a-z0-9]+)\/([0-9a-f]+)\/link$/;
   const tagRe = /^repositories\/(.+)\/_manifests\/tags\/([^/]+)\/current\/link$/;
-  const walk = (top: string, urgent?: boolean) =>
+  const walk = (top: string, urgent?: boolean, onFirstLine?: () => void) =>
     execLines(
       executor,
       ['du', '-ak', top],
       signal,
       (line) => {
+        onFirstLine?.();
         const tab = /^(\d+)\s+(.*)$/.exec(line.trimEnd());
         if (!tab) return;
         const kib = Number(tab[1]);
@@ -164,6 +239,7 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
         // The walked tree's own line is its total.
         if (path === top) {
           snapshot.bytes += kib * 1024;
+          if (top.endsWith('/repositories')) snapshot.repositoryBytes = kib * 1024;
           return;
         }
         if (!path.startsWith(v2)) return;
@@ -277,6 +353,66 @@ interface Expectation {
   problem: GcStorageProblem;
 }
 
+/** A digest a manifest refers to: a blob (config, layer) or, for an index, a manifest. */
+export interface Reference {
+  digest: string;
+  manifest: boolean;
+  /** The image's config blob. */
+  config?: true;
+}
+
+/** What the tags point at: read from the storage, to be checked against a snapshot (checkStorage). */
+export interface TaggedImages {
+  /** Tags whose link held a digest. A tag folder without one is a push still writing, or a tag being deleted. */
+  tags: { repository: string; tag: string; digest: string }[];
+  /** What each manifest read refers to (index children included). A manifest not read is absent. */
+  references: Map<string, Reference[]>;
+}
+
+/**
+ * Reads every tag's link, the manifests they point at and, for an index, its platform manifests: a
+ * slice at a time, keeping only what each refers to, so a registry with a million tags is never held in
+ * memory as manifests. Manifests are content-addressed: what one refers to never changes, so they may be
+ * read before a collection and checked after it.
+ */
+export async function readTagged(
+  executor: GcExecutor,
+  root: string,
+  tags: { repository: string; tag: string }[],
+  signal?: AbortSignal,
+): Promise<TaggedImages> {
+  const out: TaggedImages = { tags: [], references: new Map() };
+  const tagPaths = tags.map((t) => tagLinkPath(root, t.repository, t.tag));
+  const links = await readFiles(executor, tagPaths, signal);
+  tags.forEach((t, i) => {
+    const digest = links.get(tagPaths[i])?.trim();
+    if (digest && DIGEST.test(digest)) out.tags.push({ ...t, digest });
+  });
+  const attempted = new Set<string>();
+  let wanted = [...new Set(out.tags.map((t) => t.digest))];
+  while (wanted.length) {
+    const next: string[] = [];
+    for (let i = 0; i < wanted.length; i += MANIFEST_SLICE) {
+      const slice = wanted.slice(i, i + MANIFEST_SLICE);
+      slice.forEach((d) => attempted.add(d));
+      const contents = await readFiles(
+        executor,
+        slice.map((d) => blobDataPath(root, d)),
+        signal,
+      );
+      for (const digest of slice) {
+        const text = contents.get(blobDataPath(root, digest));
+        if (text === undefined) continue;
+        const refs = references(text);
+        out.references.set(digest, refs);
+        for (const r of refs) if (r.manifest && !attempted.has(r.digest)) next.push(r.digest);
+      }
+    }
+    wanted = [...new Set(next)].filter((d) => !attempted.has(d));
+  }
+  return out;
+}
+
 /**
  * After a collection, on the storage: every tag points at a manifest the repository still has (revision
  * link and data), every blob such a manifest needs (config, layers, and for an index its platform
@@ -287,6 +423,25 @@ interface Expectation {
 export async function verifyStorage(
   executor: GcExecutor,
   root: string,
+  snapshot: StorageSnapshot,
+  deleted: string[],
+  signal?: AbortSignal,
+): Promise<StorageCheck> {
+  return checkStorage(
+    executor,
+    root,
+    await readTagged(executor, root, snapshot.tags, signal),
+    snapshot,
+    deleted,
+    signal,
+  );
+}
+
+/** verifyStorage's check, with the tags and manifests already read (readTagged). */
+export async function checkStorage(
+  executor: GcExecutor,
+  root: string,
+  tagged: TaggedImages,
   snapshot: StorageSnapshot,
   deleted: string[],
   signal?: AbortSignal,
@@ -307,68 +462,44 @@ export async function verifyStorage(
     else result.truncated = true;
   };
 
-  const tagPaths = snapshot.tags.map((t) => tagLinkPath(root, t.repository, t.tag));
-  const tagLinks = await readFiles(executor, tagPaths, signal);
   const checked = new Set<string>();
-  let manifests: { repository: string; tag: string; digest: string }[] = [];
-  snapshot.tags.forEach((t, i) => {
-    const digest = tagLinks.get(tagPaths[i])?.trim();
-    // A tag folder without a readable link is a push still being written, or a tag being deleted.
-    if (!digest || !/^[a-z0-9]+:[0-9a-f]+$/.test(digest)) return;
-    result.tagsChecked++;
-    manifests.push({ ...t, digest });
-  });
-
-  while (manifests.length) {
-    const fresh = manifests.filter((m) => {
-      const key = `${m.repository}@${m.digest}`;
-      if (checked.has(key)) return false;
-      checked.add(key);
-      return true;
-    });
-    const next: typeof manifests = [];
-    // A slice at a time, so a registry with a million tags is never held in memory as manifests at once.
-    for (let i = 0; i < fresh.length; i += MANIFEST_SLICE) {
-      const slice = fresh.slice(i, i + MANIFEST_SLICE);
-      const contents = await readFiles(
-        executor,
-        [...new Set(slice.map((m) => blobDataPath(root, m.digest)))],
-        signal,
-      );
-      for (const m of slice) {
-        result.manifestsChecked++;
-        const where = { repository: m.repository, tag: m.tag, digest: m.digest };
-        expect(
-          snapshot.revisions.get(m.repository)?.has(m.digest) ?? false,
-          linkPath(root, m.repository, 'revisions', m.digest),
-          { ...where, blob: m.digest, problem: 'manifest revision link missing' },
-        );
-        const dataPath = blobDataPath(root, m.digest);
-        const text = contents.get(dataPath);
-        if (text === undefined) {
-          expect(false, dataPath, { ...where, blob: m.digest, problem: 'manifest data missing' });
-          continue;
-        }
-        for (const ref of references(text)) {
-          if (ref.manifest) {
-            next.push({ repository: m.repository, tag: m.tag, digest: ref.digest });
-            continue;
-          }
-          result.blobsChecked++;
-          expect(snapshot.blobs.has(ref.digest), blobDataPath(root, ref.digest), {
-            ...where,
-            blob: ref.digest,
-            problem: 'blob data missing',
-          });
-          expect(
-            snapshot.layers.get(m.repository)?.has(ref.digest) ?? false,
-            linkPath(root, m.repository, '_layers', ref.digest),
-            { ...where, blob: ref.digest, problem: 'blob not linked in the repository' },
-          );
-        }
-      }
+  const check = (repository: string, tag: string, digest: string) => {
+    const key = `${repository}@${digest}`;
+    if (checked.has(key)) return;
+    checked.add(key);
+    result.manifestsChecked++;
+    const where = { repository, tag, digest };
+    expect(
+      snapshot.revisions.get(repository)?.has(digest) ?? false,
+      linkPath(root, repository, 'revisions', digest),
+      { ...where, blob: digest, problem: 'manifest revision link missing' },
+    );
+    const refs = tagged.references.get(digest);
+    if (!refs || !snapshot.blobs.has(digest)) {
+      expect(false, blobDataPath(root, digest), { ...where, blob: digest, problem: 'manifest data missing' });
+      return;
     }
-    manifests = next;
+    for (const ref of refs) {
+      if (ref.manifest) {
+        check(repository, tag, ref.digest);
+        continue;
+      }
+      result.blobsChecked++;
+      expect(snapshot.blobs.has(ref.digest), blobDataPath(root, ref.digest), {
+        ...where,
+        blob: ref.digest,
+        problem: 'blob data missing',
+      });
+      expect(
+        snapshot.layers.get(repository)?.has(ref.digest) ?? false,
+        linkPath(root, repository, '_layers', ref.digest),
+        { ...where, blob: ref.digest, problem: 'blob not linked in the repository' },
+      );
+    }
+  };
+  for (const t of tagged.tags) {
+    result.tagsChecked++;
+    check(t.repository, t.tag, t.digest);
   }
 
   // Gone: a deleted blob still stored.
@@ -396,7 +527,7 @@ export async function verifyStorage(
  * layers (fetched from their URLs, never pushed) are not stored, and `subject` points at another image
  * that may legitimately be gone. A manifest that is not JSON refers to nothing (schema 1 is signed JSON too).
  */
-export function references(text: string): { digest: string; manifest: boolean }[] {
+export function references(text: string): Reference[] {
   let json: {
     config?: { digest?: string };
     layers?: { digest?: string; urls?: string[]; mediaType?: string }[];
@@ -408,11 +539,11 @@ export function references(text: string): { digest: string; manifest: boolean }[
   } catch {
     return [];
   }
-  const out: { digest: string; manifest: boolean }[] = [];
-  const isDigest = (d: unknown): d is string => typeof d === 'string' && /^[a-z0-9]+:[0-9a-f]+$/.test(d);
+  const out: Reference[] = [];
+  const isDigest = (d: unknown): d is string => typeof d === 'string' && DIGEST.test(d);
   for (const m of json.manifests ?? [])
     if (isDigest(m.digest)) out.push({ digest: m.digest, manifest: true });
-  if (isDigest(json.config?.digest)) out.push({ digest: json.config.digest, manifest: false });
+  if (isDigest(json.config?.digest)) out.push({ digest: json.config.digest, manifest: false, config: true });
   for (const l of json.layers ?? [])
     if (isDigest(l.digest) && !l.urls?.length && !/foreign/.test(l.mediaType ?? ''))
       out.push({ digest: l.digest, manifest: false });

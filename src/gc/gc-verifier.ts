@@ -85,6 +85,16 @@ export async function flushRedisCache(cache: GcCacheSettings, password: string |
   }
 }
 
+/**
+ * A tag to check, and, when the storage was read for it, the manifest it pointed at and that manifest's
+ * blobs (config first): those are asked for at once, beside the manifest, instead of after it.
+ */
+export interface TaggedSample {
+  repository: string;
+  tag: string;
+  expected?: { digest: string; config?: string; layers: string[] };
+}
+
 export interface RegistryCheck {
   deletedBlobsChecked: number;
   stillServed: GcVerification['stillServed'];
@@ -106,7 +116,7 @@ export async function verifyThroughRegistry(
   client: RegistryClient,
   opts: {
     deleted: RepositoryDigest[];
-    tagged: { repository: string; tag: string }[] | 'catalog';
+    tagged: TaggedSample[] | 'catalog';
     concurrency: number;
     signal?: AbortSignal;
   },
@@ -138,9 +148,11 @@ export async function verifyThroughRegistry(
   );
 
   // Every repository at once: each request takes a slot of `limit`, so `concurrency` are in flight.
-  const checkRepository = async (repository: string, only?: string[]) => {
+  const checkRepository = async (repository: string, only?: TaggedSample[]) => {
     signal?.throwIfAborted();
-    const tags = only ?? (await limit(() => orGone(() => client.listTags(repository))));
+    const tags: TaggedSample[] | undefined =
+      only ??
+      (await limit(() => orGone(() => client.listTags(repository))))?.map((tag) => ({ repository, tag }));
     if (!tags?.length) return;
     const checkedBlobs = new Map<string, Promise<number>>();
     const blobStatus = (blob: string, read: boolean) => {
@@ -154,25 +166,28 @@ export async function verifyThroughRegistry(
       }
       return p;
     };
+    const checkBlobs = (tag: string, digest: string, config: string | undefined, layers: string[]) =>
+      // The config is read (a one-byte GET); the layers are asked for (HEAD): with the cache just emptied,
+      // the registry answers a HEAD from the storage too, at a third of a GET's cost to it.
+      Promise.all(
+        [
+          ...(config ? [{ blob: config, read: true }] : []),
+          ...layers.map((blob) => ({ blob, read: false })),
+        ].map(async ({ blob, read }) => {
+          const status = await blobStatus(blob, read);
+          if (!served(status)) note(result.missing, { repository, tag, digest, blob, status });
+        }),
+      );
     const checkManifest = async (tag: string, m: FetchedManifest): Promise<void> => {
       result.manifestsChecked++;
       const image = isIndex(m) ? null : (m.json as ImageManifest);
-      // The config is read (a one-byte GET); the layers are asked for (HEAD): with the cache just emptied,
-      // the registry answers a HEAD from the storage too, at a third of a GET's cost to it.
-      const blobs = image
-        ? [
-            { blob: image.config?.digest, read: true },
-            ...(image.layers ?? [])
-              .filter((l) => !l.urls?.length)
-              .map((l) => ({ blob: l.digest, read: false })),
-          ].filter((b): b is { blob: string; read: boolean } => typeof b.blob === 'string')
-        : [];
-      await Promise.all(
-        blobs.map(async ({ blob, read }) => {
-          const status = await blobStatus(blob, read);
-          if (!served(status)) note(result.missing, { repository, tag, digest: m.digest, blob, status });
-        }),
-      );
+      if (image)
+        await checkBlobs(
+          tag,
+          m.digest,
+          image.config?.digest,
+          (image.layers ?? []).filter((l) => !l.urls?.length).map((l) => l.digest),
+        );
       if (isIndex(m)) {
         await Promise.all(
           (m.json.manifests ?? []).map(async (child) => {
@@ -185,12 +200,16 @@ export async function verifyThroughRegistry(
       }
     };
     await Promise.all(
-      tags.map(async (tag) => {
+      tags.map(async ({ tag, expected }) => {
+        // Blobs the storage says the manifest has are asked for while the manifest is fetched.
+        const early = expected && checkBlobs(tag, expected.digest, expected.config, expected.layers);
         const m = await limit(() => orGone(() => client.getManifest(repository, tag)));
+        await early;
         // A sampled tag deleted since the storage was read is no problem; one the registry lists is.
         if (!m) {
           if (!only) note(result.missing, { repository, tag, digest: tag, blob: tag, status: 404 });
-        } else await checkManifest(tag, m);
+        } else if (expected?.digest === m.digest) result.manifestsChecked++;
+        else await checkManifest(tag, m);
       }),
     );
   };
@@ -206,9 +225,9 @@ export async function verifyThroughRegistry(
       last = page.next ?? undefined;
     } while (last);
   } else {
-    const byRepository = new Map<string, string[]>();
-    for (const { repository, tag } of opts.tagged)
-      byRepository.set(repository, [...(byRepository.get(repository) ?? []), tag]);
+    const byRepository = new Map<string, TaggedSample[]>();
+    for (const t of opts.tagged)
+      byRepository.set(t.repository, [...(byRepository.get(t.repository) ?? []), t]);
     for (const [repository, tags] of byRepository) walks.push(checkRepository(repository, tags));
   }
   await Promise.all([deletedChecks, ...walks]);

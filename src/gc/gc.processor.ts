@@ -3,7 +3,7 @@ import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } fro
 import { EventEmitter2, OnEvent } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Job, Queue, Worker } from 'bullmq';
-import { DataSource } from 'typeorm';
+import { DataSource, type FindOptionsSelect } from 'typeorm';
 import { AppConfig } from '../config/app-config.js';
 import { DomainError } from '../common/domain-error.js';
 import { workerMetrics } from '../common/worker-metrics.js';
@@ -21,21 +21,27 @@ import { parseGcOutput, type GcOutputSummary, type RepositoryDigest } from './gc
 import { GcSettingsService } from './gc-settings.service.js';
 import {
   blobDataPath,
+  checkStorage,
   execLines,
   existingPaths,
   linkedIn,
+  manifestFolders,
   MAX_PROBLEMS,
-  statPaths,
+  readTagged,
+  sameFolders,
   snapshotInParts,
+  statPaths,
   v2Root,
   verifyStorage,
   type StorageCheck,
   type StorageSnapshot,
+  type TaggedImages,
 } from './gc-storage.js';
 import {
   flushRedisCache,
   sample,
   verifyThroughRegistry,
+  type TaggedSample,
   waitReady,
   type RegistryCheck,
 } from './gc-verifier.js';
@@ -123,6 +129,26 @@ class Progress {
     while (this.chunks.length > 1 && this.chunkChars - this.chunks[0].length >= LIVE_OUTPUT_TAIL)
       this.chunkChars -= this.chunks.shift()!.length;
   }
+
+  /**
+   * The collector's whole output, written once it has ended, in order with the heartbeats (which then
+   * stop writing its tail): the run's final write need not carry it.
+   */
+  final(output: ExecResult): void {
+    this.live = false;
+    this.writing = this.writing
+      .then(() =>
+        this.ds.query(
+          `UPDATE gc_runs SET output = $2, output_truncated = $3, exit_code = $4 WHERE id = $1 AND status = 'running'`,
+          [this.runId, output.output, output.outputTruncated, output.exitCode],
+        ),
+      )
+      // Not written now: the final write carries it.
+      .catch(() => (this.unsaved = output));
+  }
+
+  /** The output final() could not write. */
+  unsaved?: ExecResult;
 
   beat(): Promise<unknown> {
     const tail = this.live ? this.chunks.join('').slice(-LIVE_OUTPUT_TAIL) : null;
@@ -376,16 +402,23 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // The storage is measured and listed while the fence goes up. Distribution 2.x's collector, without
       // --delete-untagged, deletes nothing but blobs, and only after it has marked every manifest and
       // listed every blob itself: the walks then run beside it, `blobs` first (and that the walk saw every
-      // blob the collector deleted is checked after). Otherwise (3.x removes layer links under
-      // `repositories`) everything is read before it starts.
+      // blob the collector deleted is checked after), and the tags and manifests are read beside it too.
+      // Only the folders a manifest push writes into are read before it, to tell afterwards whether
+      // `repositories` changed. Otherwise (3.x removes layer links under `repositories`) everything is
+      // read before it starts.
       const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
       const v2 = registry.probe?.distributionVersion?.startsWith('2') ?? false;
       const overlap = !run.dryRun && !run.deleteUntagged && v2;
+      const foldersBefore = overlap ? alongside(manifestFolders(executor, root, signal)) : undefined;
       const parts = snapshotInParts(executor, root, signal, { besideCollector: overlap });
       snapshotBefore = alongside(parts.whole);
+      const taggedBefore = overlap
+        ? alongside(parts.whole.then((b) => readTagged(executor, root, b.tags, signal)))
+        : undefined;
       const reading = alongside(
         Promise.all([
-          overlap ? Promise.resolve() : parts.whole,
+          // Beside the collector, the walk of `blobs` starts first.
+          foldersBefore ? Promise.all([foldersBefore, parts.blobsStarted]) : parts.whole,
           !run.dryRun && settings.graceSeconds > 0
             ? this.youngBlobs(executor, root, settings.graceSeconds, signal)
             : Promise.resolve(new Set<string>()),
@@ -444,10 +477,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         signal,
       });
       const summary = parseGcOutput(out.output);
+      progress.final(out);
       Object.assign(fields, {
-        exit_code: out.exitCode,
-        output: out.output,
-        output_truncated: out.outputTruncated,
         blobs_marked: summary.blobsMarked,
         blobs_deleted: summary.blobsDeleted.length,
         manifests_deleted: summary.manifestsDeleted.length,
@@ -486,11 +517,16 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       progress.to('clearing-cache');
       // The storage is measured and checked while the cache is emptied (the registry restarting, say):
       // reading the storage needs no registry.
+      // Whether `repositories` stayed as read beside the collector: no manifest came or went meanwhile.
+      const kept = alongside(
+        foldersBefore && taggedBefore
+          ? Promise.all([foldersBefore, manifestFolders(executor, root, signal)]).then(([was, now]) =>
+              sameFolders(was, now),
+            )
+          : Promise.resolve(false),
+      );
       const checking = alongside(
-        (async () => {
-          const after = await snapshotInParts(executor, root, signal).whole;
-          return { after, storage: await verifyStorage(executor, root, after, summary.blobsDeleted, signal) };
-        })(),
+        this.checkStorageAfter(executor, root, summary.blobsDeleted, signal, { before, kept, taggedBefore }),
       );
       if (settings.cache.type === 'redis')
         await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
@@ -509,7 +545,16 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // other on the executor.
       const [{ after, storage }, answers] = await Promise.all([
         checking,
-        this.askRegistry(client, settings, before, summary.blobsDeleted, signal),
+        kept.then(async (k) =>
+          this.askRegistry(
+            client,
+            settings,
+            before,
+            summary.blobsDeleted,
+            signal,
+            k ? await taggedBefore : undefined,
+          ),
+        ),
       ]);
       Object.assign(fields, {
         bytes_after: after.bytes,
@@ -554,6 +599,12 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       progress.close();
       // The last phase write lands before the final one.
       await progress.stop();
+      if (progress.unsaved)
+        Object.assign(fields, {
+          output: progress.unsaved.output,
+          output_truncated: progress.unsaved.outputTruncated,
+          exit_code: fields.exit_code ?? progress.unsaved.exitCode,
+        });
       fields.phase_ms = progress.phaseMs;
       await this.finish(
         run.id,
@@ -566,8 +617,34 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /**
+   * The storage after a collection, measured and checked. When the collector ran beside the walks (2.x
+   * without --delete-untagged: it left `repositories` alone), that tree is walked and its tags read again
+   * only if a manifest came or went meanwhile (`kept` false: manifestFolders differ); otherwise what was
+   * read beside the collector stands for it, and only `blobs` and the rest are walked.
+   */
+  private async checkStorageAfter(
+    executor: GcExecutor,
+    root: string,
+    deleted: string[],
+    signal: AbortSignal,
+    beside: { before: StorageSnapshot; kept: Promise<boolean>; taggedBefore?: Promise<TaggedImages> },
+  ): Promise<{ after: StorageSnapshot; storage: StorageCheck }> {
+    const { before, kept, taggedBefore } = beside;
+    const after = await snapshotInParts(executor, root, signal, {
+      repositories: kept.then((k) => (k ? before : null)),
+    }).whole;
+    const storage =
+      (await kept) && taggedBefore
+        ? await checkStorage(executor, root, await taggedBefore, after, deleted, signal)
+        : await verifyStorage(executor, root, after, deleted, signal);
+    return { after, storage };
+  }
+
+  /**
    * The registry's API part: deleted blobs (HEAD) in a repository that linked them, tagged images read
    * whole, the first catalog page. A sample of the tags the storage held before the run, or everything.
+   * With the tags and manifests already read from the storage (`tagged`), a sampled image's blobs are
+   * asked for beside its manifest.
    */
   private async askRegistry(
     client: RegistryClient,
@@ -575,14 +652,27 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     before: StorageSnapshot,
     deleted: string[],
     signal: AbortSignal,
+    tagged?: TaggedImages,
   ): Promise<RegistryAnswers> {
     const full = settings.verification === 'full';
     const n = this.config.gc.verifySample;
+    const images = this.config.gc.verifySampleImages;
     const deletedPairs = linkedIn(before, deleted);
+    const expected = (digest: string): TaggedSample['expected'] => {
+      const refs = tagged?.references.get(digest);
+      // An index's platform manifests are fetched as the registry lists them.
+      if (!refs || refs.some((r) => r.manifest)) return undefined;
+      const layers = refs.filter((r) => !r.config).map((r) => r.digest);
+      return { digest, config: refs.find((r) => r.config)?.digest, layers };
+    };
     const [api, catalog] = await Promise.all([
       verifyThroughRegistry(client, {
         deleted: full ? deletedPairs : sample(deletedPairs, n),
-        tagged: full ? 'catalog' : sample(before.tags, this.config.gc.verifySampleImages),
+        tagged: full
+          ? 'catalog'
+          : tagged
+            ? sample(tagged.tags, images).map((t) => ({ ...t, expected: expected(t.digest) }))
+            : sample(before.tags, images),
         concurrency: this.config.gc.verifyConcurrency,
         signal,
       }),
@@ -845,6 +935,12 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     );
   }
 
+  private columnsButOutput(): FindOptionsSelect<GcRunEntity> {
+    return Object.fromEntries(
+      this.ds.getMetadata(GcRunEntity).columns.map((c) => [c.propertyName, c.propertyName !== 'output']),
+    ) as FindOptionsSelect<GcRunEntity>;
+  }
+
   private async finish(
     runId: string,
     status: 'succeeded' | 'failed' | 'cancelled',
@@ -875,7 +971,11 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           ...values,
         ],
       );
-      const saved = await m.getRepository(GcRunEntity).findOneByOrFail({ id: runId });
+      // Read back without the output (up to 1 MiB), which nothing here needs.
+      const saved = await m.getRepository(GcRunEntity).findOneOrFail({
+        where: { id: runId },
+        select: this.columnsButOutput(),
+      });
       await this.gc.audit(
         m,
         saved,

@@ -283,11 +283,13 @@ PORT=${this.port}
 INSTANCE=${this.instance}
 
 # Alive and not a zombie: an orphaned registry is reaped by PID 1, which some containers never do.
+# Bash builtins only: this runs in the loops below, where a fork each time would be the slow part.
 alive() {
-  local state
+  local stat
   kill -0 "$1" 2>/dev/null || return 1
-  state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
-  [ -n "$state" ] && [ "$state" != Z ]
+  IFS= read -r stat <"/proc/$1/stat" 2>/dev/null || return 1
+  stat=\${stat##*) }
+  [ -n "$stat" ] && [ "\${stat:0:1}" != Z ]
 }
 
 pid_alive() {
@@ -336,8 +338,8 @@ do_start() {
     setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 &
   fi
   local i status
-  for ((i = 0; i < ${START_TIMEOUT_S * 50}; i++)); do
-    sleep 0.02
+  for ((i = 0; i < ${START_TIMEOUT_S * 100}; i++)); do
+    sleep 0.01
     status=$(http_status)
     if [ "$status" = 200 ] || [ "$status" = 401 ]; then
       pid_alive && { echo "started (pid $(cat "$PIDFILE"), $mode)"; return 0; }
@@ -358,9 +360,9 @@ do_stop() {
   pid=$(cat "$PIDFILE" 2>/dev/null || true)
   if [ -n "$pid" ] && alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < ${STOP_TIMEOUT_S * 20}; i++)); do
+    for ((i = 0; i < ${STOP_TIMEOUT_S * 100}; i++)); do
       alive "$pid" || break
-      sleep 0.05
+      sleep 0.01
     done
     if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.1; fi
     echo "--- stopped pid $pid at $(date -u +%FT%TZ)" >>"$LOG"

@@ -54,8 +54,8 @@ function run(id: number, argv: string[]): void {
 }
 
 /**
- * Sends a stream's output to the worker in few messages: bytes wait up to FLUSH_MS for more, or until
- * CHUNK of them are there, and while one message is being sent the next gathers. A command that writes a
+ * Sends a stream's output to the worker in few messages: after the first, bytes wait up to FLUSH_MS for
+ * more, or until CHUNK of them are there, and while one message is being sent the next gathers. A command that writes a
  * line at a time (the collector prints thousands) would otherwise cost a message per line, and each costs
  * both processes far more than its bytes. The stream is paused while MAX_PENDING bytes wait: a worker
  * that reads slowly slows the command, as a pipe would.
@@ -66,6 +66,7 @@ function forward(id: number, fd: 1 | 2, stream: Readable): { drained: () => Prom
   let inFlight = false;
   let timer: NodeJS.Timeout | undefined;
   let draining: (() => void) | undefined;
+  let first = true;
   const sendPending = () => {
     clearTimeout(timer);
     timer = undefined;
@@ -88,8 +89,11 @@ function forward(id: number, fd: 1 | 2, stream: Readable): { drained: () => Prom
     bytes += data.length;
     if (bytes >= MAX_PENDING) stream.pause();
     if (inFlight) return;
-    if (bytes >= CHUNK) sendPending();
-    else timer ??= setTimeout(sendPending, FLUSH_MS);
+    // The first bytes go at once: the worker may be waiting to see the command under way.
+    if (bytes >= CHUNK || first) {
+      first = false;
+      sendPending();
+    } else timer ??= setTimeout(sendPending, FLUSH_MS);
   });
   return {
     drained: () =>
