@@ -432,7 +432,11 @@ describe('garbage collection through the gateway, on real registries', () => {
     async function collectAfterDeleting(
       name: string,
       settings: Parameters<typeof registry>[1],
-      beforeGc: (kept: PushedImage, service: RegistryService) => Promise<void> = async () => undefined,
+      beforeGc: (
+        kept: PushedImage,
+        service: RegistryService,
+        doomed: PushedImage,
+      ) => Promise<void> = async () => undefined,
     ) {
       const { service, pusher } = await registry(name, settings);
       const doomed = await pusher.pushImage('team/app', ['old'], {
@@ -445,7 +449,7 @@ describe('garbage collection through the gateway, on real registries', () => {
       });
       await pusher.pullBlob(doomed.repository, doomed.layers[0].digest);
       await deleteThroughGateway(name, [doomed]);
-      await beforeGc(kept, service);
+      await beforeGc(kept, service, doomed);
       const res = await http().post(`/api/v1/registries/${name}/gc`).send({}).expect(202);
       return {
         service,
@@ -502,6 +506,56 @@ describe('garbage collection through the gateway, on real registries', () => {
         // Two tags, well inside the sample: the API check reads the broken image too.
         expect(run.verification.missing).toEqual([
           expect.objectContaining({ repository: 'team/app', tag: 'stable', blob: kept.layers[0].digest }),
+        ]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('a manifest pushed while the collector ran, naming what it deleted: repositories is read again', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'gc-wrapper-'));
+      const wrapper = join(dir, 'collector.sh');
+      try {
+        const { doomed, run } = await collectAfterDeleting(
+          'pushduringgc',
+          (service) => ({
+            fence: 'gateway',
+            executor: {
+              type: 'local',
+              command: ['bash', wrapper],
+              configPath: service.configPath,
+              storagePath: service.storagePath,
+              lifecycle: service.lifecycle,
+            },
+          }),
+          // The real collector, then what a push landing late in the run writes (the gateway fence lets
+          // pushes through): the deleted image's manifest, tagged `again`, whose blobs are gone.
+          async (_kept, service, doomed) => {
+            const repo = join(service.storagePath, 'docker/registry/v2/repositories/team/app/_manifests');
+            const hex = doomed.digest.slice('sha256:'.length);
+            await writeFile(
+              wrapper,
+              [
+                'docker-registry "$@"; rc=$?',
+                'case " $* " in *" --dry-run "*) ;; *)',
+                `  mkdir -p '${repo}/revisions/sha256/${hex}' '${repo}/tags/again/current'`,
+                `  printf %s '${doomed.digest}' > '${repo}/revisions/sha256/${hex}/link'`,
+                `  printf %s '${doomed.digest}' > '${repo}/tags/again/current/link' ;;`,
+                'esac',
+                'exit $rc',
+                '',
+              ].join('\n'),
+            );
+          },
+        );
+        expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
+        expect(run.verification.storage.problems).toEqual([
+          expect.objectContaining({
+            repository: 'team/app',
+            tag: 'again',
+            digest: doomed.digest,
+            problem: 'manifest data missing',
+          }),
         ]);
       } finally {
         await rm(dir, { recursive: true, force: true });

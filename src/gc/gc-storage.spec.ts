@@ -1,10 +1,20 @@
+import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LocalGcExecutor } from './executors/local-executor.js';
-import { blobDataPath, references, snapshotInParts, v2Root } from './gc-storage.js';
+import {
+  blobDataPath,
+  checkStorage,
+  manifestFolders,
+  readTagged,
+  references,
+  sameFolders,
+  snapshotInParts,
+  v2Root,
+} from './gc-storage.js';
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;
 
@@ -107,6 +117,141 @@ describe('storage snapshot', () => {
       }
     } finally {
       await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+/** A storage folder of its own, read through a local executor, with a helper to write files in it. */
+async function scratchStorage(name: string) {
+  const root = await mkdtemp(join(tmpdir(), `gc-${name}-`));
+  const executor = new LocalGcExecutor({
+    type: 'local',
+    command: ['true'],
+    configPath: join(root, 'config.yml'),
+    storagePath: root,
+  });
+  const file = async (path: string, content: string | number) => {
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFile(path, typeof content === 'number' ? Buffer.alloc(content, 1) : content);
+  };
+  return {
+    root,
+    executor,
+    file,
+    v2: v2Root(root),
+    cleanup: () => rm(root, { recursive: true, force: true }),
+  };
+}
+
+describe('what a push changes under repositories', () => {
+  it('sees a new manifest, a deleted one and a new repository; not uploads, layer links or tags', async () => {
+    const { root, executor, file, v2, cleanup } = await scratchStorage('folders');
+    try {
+      const repo = `${v2}/repositories/team/app`;
+      await file(`${repo}/_manifests/revisions/sha256/${'b'.repeat(64)}/link`, d('b'));
+      await file(`${repo}/_manifests/tags/v1/current/link`, d('b'));
+      await file(`${repo}/_layers/sha256/${'a'.repeat(64)}/link`, d('a'));
+      await mkdir(`${repo}/_uploads`, { recursive: true });
+      const before = await manifestFolders(executor, root);
+      expect([...before.keys()].sort()).toEqual(
+        [
+          `${v2}/repositories`,
+          `${v2}/repositories/team`,
+          repo,
+          `${repo}/_manifests`,
+          `${repo}/_manifests/revisions`,
+          `${repo}/_manifests/revisions/sha256`,
+          `${repo}/_manifests/revisions/sha256/${'b'.repeat(64)}`,
+        ].sort(),
+      );
+
+      // An upload, a layer link, a tag moved to a manifest the repository has, a new tag for it.
+      await file(`${repo}/_uploads/${'0'.repeat(8)}/data`, 100);
+      await file(`${repo}/_layers/sha256/${'c'.repeat(64)}/link`, d('c'));
+      await file(`${repo}/_manifests/tags/v1/current/link`, d('b'));
+      await file(`${repo}/_manifests/tags/v2/current/link`, d('b'));
+      expect(sameFolders(before, await manifestFolders(executor, root))).toBe(true);
+
+      // A new manifest in the repository.
+      await file(`${repo}/_manifests/revisions/sha256/${'e'.repeat(64)}/link`, d('e'));
+      const pushed = await manifestFolders(executor, root);
+      expect(sameFolders(before, pushed)).toBe(false);
+      // A manifest deleted, as Distribution deletes it (the link; its folder stays), and pushed again.
+      await rm(`${repo}/_manifests/revisions/sha256/${'e'.repeat(64)}/link`);
+      const deleted = await manifestFolders(executor, root);
+      expect(sameFolders(pushed, deleted)).toBe(false);
+      await file(`${repo}/_manifests/revisions/sha256/${'e'.repeat(64)}/link`, d('e'));
+      expect(sameFolders(deleted, await manifestFolders(executor, root))).toBe(false);
+      // A new repository beside it.
+      await file(`${v2}/repositories/team/web/_manifests/revisions/sha256/${'f'.repeat(64)}/link`, d('f'));
+      expect(sameFolders(deleted, await manifestFolders(executor, root))).toBe(false);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+describe('storage check with the manifests read before the collection', () => {
+  it('checks what the tags pointed at against the storage after, index children included', async () => {
+    const { root, executor, file, v2, cleanup } = await scratchStorage('check');
+    try {
+      const repo = `${v2}/repositories/app`;
+      const link = async (kind: string, digest: string) =>
+        file(`${repo}/${kind}/sha256/${digest.slice(7)}/link`, digest);
+      // An index (tag `multi`) with one platform image, and a plain image (tag `plain`).
+      const image = JSON.stringify({ config: { digest: d('1') }, layers: [{ digest: d('2') }] });
+      const plain = JSON.stringify({ config: { digest: d('3') }, layers: [{ digest: d('4') }] });
+      const sha = (text: string) => `sha256:${createHash('sha256').update(text).digest('hex')}`;
+      const index = JSON.stringify({ manifests: [{ digest: sha(image) }] });
+      for (const [text, digest] of [
+        [image, sha(image)],
+        [plain, sha(plain)],
+        [index, sha(index)],
+      ]) {
+        await file(blobDataPath(root, digest), text);
+        await link('_manifests/revisions', digest);
+      }
+      for (const b of ['1', '2', '3', '4']) {
+        await file(blobDataPath(root, d(b)), 1000);
+        await link('_layers', d(b));
+      }
+      await file(`${repo}/_manifests/tags/multi/current/link`, sha(index));
+      await file(`${repo}/_manifests/tags/plain/current/link`, sha(plain));
+      // A tag whose link is being written: skipped.
+      await file(`${repo}/_manifests/tags/pushing/current/link`, '');
+
+      const before = await snapshotInParts(executor, root).whole;
+      const tagged = await readTagged(executor, root, before.tags);
+      expect(tagged.tags.map((t) => t.tag).sort()).toEqual(['multi', 'plain']);
+      expect(tagged.references.get(sha(index))).toEqual([{ digest: sha(image), manifest: true }]);
+      expect(tagged.references.get(sha(image))).toEqual([
+        { digest: d('1'), manifest: false, config: true },
+        { digest: d('2'), manifest: false },
+      ]);
+      const clean = await checkStorage(executor, root, tagged, before, []);
+      expect(clean).toMatchObject({ tagsChecked: 2, manifestsChecked: 3, blobsChecked: 4, problems: [] });
+
+      // The collection then loses a layer of the platform image and the plain image's manifest.
+      await rm(join(blobDataPath(root, d('2')), '..'), { recursive: true });
+      await rm(join(blobDataPath(root, sha(plain)), '..'), { recursive: true });
+      const after = await snapshotInParts(executor, root).whole;
+      const broken = await checkStorage(executor, root, tagged, after, [d('2')]);
+      expect(broken.problems).toEqual(
+        expect.arrayContaining([
+          { repository: 'app', tag: 'multi', digest: sha(image), blob: d('2'), problem: 'blob data missing' },
+          {
+            repository: 'app',
+            tag: 'plain',
+            digest: sha(plain),
+            blob: sha(plain),
+            problem: 'manifest data missing',
+          },
+        ]),
+      );
+      expect(broken.problems).toHaveLength(2);
+      expect(broken.deletedBlobsChecked).toBe(1);
+    } finally {
+      await cleanup();
     }
   });
 });

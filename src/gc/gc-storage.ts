@@ -154,8 +154,9 @@ function copyRepositories(from: StorageSnapshot, to: StorageSnapshot): void {
 /**
  * The folders under `repositories` that a manifest push writes into, each with what `stat` says of it
  * (modification time to the nanosecond, link count, size): the repositories' own folders and their
- * parents, `_manifests`, `_manifests/revisions` and `_manifests/revisions/<alg>`. A new manifest in a
- * repository (a revision), a deleted one, or a new repository changes at least one of them; uploads
+ * parents, `_manifests`, `_manifests/revisions`, `_manifests/revisions/<alg>` and each revision's folder
+ * (a deleted manifest leaves its folder behind, empty: pushed again, only that folder changes). A new
+ * manifest in a repository, a deleted one, or a new repository changes at least one of them; uploads
  * (`_uploads`), layer links (`_layers`) and tags pointing at a manifest the repository already has do not
  * and are not looked at. Read twice, the same answer both times means no manifest came or went between.
  */
@@ -171,7 +172,7 @@ export async function manifestFolders(
     [
       'find',
       `${v2Root(root)}/repositories`,
-      ...['-path', '*/_manifests/revisions/*', '-prune', ...stat, '-o'],
+      ...['-path', '*/_manifests/revisions/*/*', '-prune', ...stat, '-o'],
       ...[
         '(',
         '-name',
