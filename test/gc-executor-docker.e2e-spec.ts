@@ -129,8 +129,8 @@ describe('docker GC executor against a fake Engine API', () => {
     expect(commands).toEqual(
       expect.arrayContaining([
         // Under `nice`: the registry in the container comes first.
-        ['nice', '-n', '10', 'du', '-ak', '/var/lib/registry/docker/registry/v2/blobs'],
-        ['nice', '-n', '10', 'du', '-ak', '/var/lib/registry/docker/registry/v2/repositories'],
+        ['nice', '-n', '19', 'du', '-ak', '/var/lib/registry/docker/registry/v2/blobs'],
+        ['nice', '-n', '19', 'du', '-ak', '/var/lib/registry/docker/registry/v2/repositories'],
         expect.arrayContaining(['nice', 'find', '/var/lib/registry', '-prune', 'stat']),
       ]),
     );

@@ -459,12 +459,19 @@ describe('garbage collection through the gateway, on real registries', () => {
       };
     }
 
-    it('a collector that deleted a blob a tagged image needs: found on the storage and through the API', async () => {
+    /**
+     * collectAfterDeleting with the real collector wrapped: `after` gives the shell lines a real (not dry)
+     * run runs once the collector is done, still inside the collector's command.
+     */
+    async function collectWithWrapper(
+      name: string,
+      after: (kept: PushedImage, service: RegistryService, doomed: PushedImage) => string[],
+    ) {
       const dir = await mkdtemp(join(tmpdir(), 'gc-wrapper-'));
       const wrapper = join(dir, 'collector.sh');
       try {
-        const { kept, run } = await collectAfterDeleting(
-          'brokencollector',
+        return await collectAfterDeleting(
+          name,
           (service) => ({
             fence: 'gateway',
             executor: {
@@ -475,91 +482,71 @@ describe('garbage collection through the gateway, on real registries', () => {
               lifecycle: service.lifecycle,
             },
           }),
-          // The real collector, then the bug: the data of a layer the `stable` image needs is removed too.
-          async (image, service) => {
-            const hex = image.layers[0].digest.slice('sha256:'.length);
-            const victim = join(
-              service.storagePath,
-              'docker/registry/v2/blobs/sha256',
-              hex.slice(0, 2),
-              hex,
-              'data',
-            );
-            await writeFile(
-              wrapper,
-              `docker-registry "$@"; rc=$?\ncase " $* " in *" --dry-run "*) ;; *) rm -f '${victim}' ;; esac\nexit $rc\n`,
-            );
-          },
-        );
-        expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
-        expect(run.error!.message).toContain('blob data missing');
-        expect(run.verification).toMatchObject({ ok: false, mode: 'sample' });
-        expect(run.verification.storage.problems).toEqual([
-          expect.objectContaining({
-            repository: 'team/app',
-            tag: 'stable',
-            digest: kept.digest,
-            blob: kept.layers[0].digest,
-            problem: 'blob data missing',
-          }),
-        ]);
-        // Two tags, well inside the sample: the API check reads the broken image too.
-        expect(run.verification.missing).toEqual([
-          expect.objectContaining({ repository: 'team/app', tag: 'stable', blob: kept.layers[0].digest }),
-        ]);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    });
-
-    it('a manifest pushed while the collector ran, naming what it deleted: repositories is read again', async () => {
-      const dir = await mkdtemp(join(tmpdir(), 'gc-wrapper-'));
-      const wrapper = join(dir, 'collector.sh');
-      try {
-        const { doomed, run } = await collectAfterDeleting(
-          'pushduringgc',
-          (service) => ({
-            fence: 'gateway',
-            executor: {
-              type: 'local',
-              command: ['bash', wrapper],
-              configPath: service.configPath,
-              storagePath: service.storagePath,
-              lifecycle: service.lifecycle,
-            },
-          }),
-          // The real collector, then what a push landing late in the run writes (the gateway fence lets
-          // pushes through): the deleted image's manifest, tagged `again`, whose blobs are gone.
-          async (_kept, service, doomed) => {
-            const repo = join(service.storagePath, 'docker/registry/v2/repositories/team/app/_manifests');
-            const hex = doomed.digest.slice('sha256:'.length);
-            await writeFile(
+          (kept, service, doomed) =>
+            writeFile(
               wrapper,
               [
                 'docker-registry "$@"; rc=$?',
                 'case " $* " in *" --dry-run "*) ;; *)',
-                `  mkdir -p '${repo}/revisions/sha256/${hex}' '${repo}/tags/again/current'`,
-                `  printf %s '${doomed.digest}' > '${repo}/revisions/sha256/${hex}/link'`,
-                `  printf %s '${doomed.digest}' > '${repo}/tags/again/current/link' ;;`,
-                'esac',
+                ...after(kept, service, doomed),
+                ';; esac',
                 'exit $rc',
                 '',
               ].join('\n'),
-            );
-          },
+            ),
         );
-        expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
-        expect(run.verification.storage.problems).toEqual([
-          expect.objectContaining({
-            repository: 'team/app',
-            tag: 'again',
-            digest: doomed.digest,
-            problem: 'manifest data missing',
-          }),
-        ]);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
+    }
+
+    it('a collector that deleted a blob a tagged image needs: found on the storage and through the API', async () => {
+      // The real collector, then the bug: the data of a layer the `stable` image needs is removed too.
+      const { kept, run } = await collectWithWrapper('brokencollector', (image, service) => {
+        const hex = image.layers[0].digest.slice('sha256:'.length);
+        return [
+          `rm -f '${join(service.storagePath, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data')}'`,
+        ];
+      });
+      expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
+      expect(run.error!.message).toContain('blob data missing');
+      expect(run.verification).toMatchObject({ ok: false, mode: 'sample' });
+      expect(run.verification.storage.problems).toEqual([
+        expect.objectContaining({
+          repository: 'team/app',
+          tag: 'stable',
+          digest: kept.digest,
+          blob: kept.layers[0].digest,
+          problem: 'blob data missing',
+        }),
+      ]);
+      // Two tags, well inside the sample: the API check reads the broken image too.
+      expect(run.verification.missing).toEqual([
+        expect.objectContaining({ repository: 'team/app', tag: 'stable', blob: kept.layers[0].digest }),
+      ]);
+    });
+
+    it('a manifest pushed while the collector ran, naming what it deleted: repositories is read again', async () => {
+      // The real collector, then what a push landing late in the run writes (the gateway fence lets
+      // pushes through): the deleted image's manifest again, tagged `again`, whose blobs are gone.
+      const { doomed, run } = await collectWithWrapper('pushduringgc', (_kept, service, image) => {
+        const repo = join(service.storagePath, 'docker/registry/v2/repositories/team/app/_manifests');
+        const hex = image.digest.slice('sha256:'.length);
+        return [
+          `mkdir -p '${repo}/revisions/sha256/${hex}' '${repo}/tags/again/current'`,
+          `printf %s '${image.digest}' > '${repo}/revisions/sha256/${hex}/link'`,
+          `printf %s '${image.digest}' > '${repo}/tags/again/current/link'`,
+        ];
+      });
+      expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
+      expect(run.verification.storage.problems).toEqual([
+        expect.objectContaining({
+          repository: 'team/app',
+          tag: 'again',
+          digest: doomed.digest,
+          problem: 'manifest data missing',
+        }),
+      ]);
     });
 
     it('a cache that was not emptied: the registry still claims the deleted blobs', async () => {
