@@ -171,11 +171,29 @@ export class GcRunView {
   @ApiPropertyOptional({ nullable: true })
   @Field(() => Int, { nullable: true })
   manifestsDeleted: number | null;
-  @ApiPropertyOptional({ nullable: true, description: 'Storage used before, measured through the executor' })
-  @Field(() => Number, { nullable: true })
+  @ApiPropertyOptional({
+    nullable: true,
+    description:
+      'Storage used before, measured through the executor. Null for a dry run, and for a run whose collector deleted a blob before the storage walk beside it reached it (logged): unknown rather than wrong',
+  })
+  @Field(() => Number, {
+    nullable: true,
+    description:
+      'Storage used before, measured through the executor. Null for a dry run, and for a run whose collector deleted a blob before the storage walk beside it reached it: unknown rather than wrong.',
+  })
   bytesBefore: number | null;
-  @ApiPropertyOptional({ nullable: true }) @Field(() => Number, { nullable: true }) bytesAfter: number | null;
-  @ApiPropertyOptional({ nullable: true }) @Field(() => Number, { nullable: true }) bytesFreed: number | null;
+  @ApiPropertyOptional({ nullable: true, description: 'Storage used after, measured through the executor' })
+  @Field(() => Number, { nullable: true, description: 'Storage used after, measured through the executor.' })
+  bytesAfter: number | null;
+  @ApiPropertyOptional({
+    nullable: true,
+    description: 'bytesBefore - bytesAfter; null when either is unknown',
+  })
+  @Field(() => Number, {
+    nullable: true,
+    description: 'bytesBefore - bytesAfter; null when either is unknown.',
+  })
+  bytesFreed: number | null;
   @ApiPropertyOptional({
     nullable: true,
     description: 'Sum of the sizes of the blobs listed for deletion (what a dry run reports)',
