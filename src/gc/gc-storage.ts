@@ -77,8 +77,7 @@ export async function execLines(
   argv: string[],
   signal: AbortSignal | undefined,
   onLine: (line: string) => void,
-  okExitCodes: number[] = [0],
-  urgent = false,
+  { okExitCodes = [0], urgent = false }: { okExitCodes?: number[]; urgent?: boolean } = {},
 ): Promise<void> {
   let pending = '';
   const r = await executor.exec(urgent ? argv : [...NICE, ...argv], {
@@ -193,8 +192,7 @@ export async function manifestFolders(
       const bar = line.indexOf('|');
       if (bar > 0) out.set(line.slice(0, bar), line.slice(bar + 1));
     },
-    [0],
-    true, // a run waits for it before and after the collector
+    { urgent: true }, // a run waits for it before and after the collector
   );
   return out;
 }
@@ -240,7 +238,7 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
         // The walked tree's own line is its total.
         if (path === top) {
           snapshot.bytes += kib * 1024;
-          if (top.endsWith('/repositories')) snapshot.repositoryBytes = kib * 1024;
+          if (top === `${v2}repositories`) snapshot.repositoryBytes = kib * 1024;
           return;
         }
         if (!path.startsWith(v2)) return;
@@ -251,8 +249,7 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
         else if ((m = revisionRe.exec(rel))) add(snapshot.revisions, m[1], `${m[2]}:${m[3]}`);
         else if ((m = tagRe.exec(rel))) snapshot.tags.push({ repository: m[1], tag: m[2] });
       },
-      [0],
-      urgent,
+      { urgent },
     );
   return { snapshot, walk };
 }
@@ -291,7 +288,7 @@ export async function readFiles(
           }
         }
       },
-      [0, 1, 2], // 1: nothing matched (empty files), 2: some file was gone
+      { okExitCodes: [0, 1, 2] }, // 1: nothing matched (empty files), 2: some file was gone
     );
   }
 }
@@ -308,7 +305,7 @@ export async function statPaths(
   onLine: (line: string) => void,
 ): Promise<void> {
   await inBatches(paths, (batch) =>
-    execLines(executor, ['stat', '-c', format, '--', ...batch], signal, onLine, [0, 1]),
+    execLines(executor, ['stat', '-c', format, '--', ...batch], signal, onLine, { okExitCodes: [0, 1] }),
   );
 }
 

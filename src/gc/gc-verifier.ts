@@ -2,11 +2,11 @@ import { Redis } from 'ioredis';
 import pLimit from 'p-limit';
 import { DomainError } from '../common/domain-error.js';
 import type { RegistryClient } from '../registries/client/registry-client.js';
-import { isIndex, type FetchedManifest, type ImageManifest } from '../registries/client/oci-types.js';
+import { isIndex, type FetchedManifest } from '../registries/client/oci-types.js';
 import { UpstreamError } from '../registries/client/upstream-error.js';
 import type { RepositoryDigest } from './gc-output.js';
 import type { GcCacheSettings, GcVerification } from './gc.entity.js';
-import { MAX_PROBLEMS } from './gc-storage.js';
+import { MAX_PROBLEMS, references, type Reference } from './gc-storage.js';
 
 const CATALOG_PAGE = 1000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -87,12 +87,13 @@ export async function flushRedisCache(cache: GcCacheSettings, password: string |
 
 /**
  * A tag to check, and, when the storage was read for it, the manifest it pointed at and that manifest's
- * blobs (config first): those are asked for at once, beside the manifest, instead of after it.
+ * blobs: those are asked for at once, beside the manifest, instead of after it.
  */
 export interface TaggedSample {
   repository: string;
   tag: string;
-  expected?: { digest: string; config?: string; layers: string[] };
+  /** Read from the storage (readTagged): the manifest's digest and what it refers to. */
+  expected?: { digest: string; references: Reference[] };
 }
 
 export interface RegistryCheck {
@@ -166,28 +167,21 @@ export async function verifyThroughRegistry(
       }
       return p;
     };
-    const checkBlobs = (tag: string, digest: string, config: string | undefined, layers: string[]) =>
-      // The config is read (a one-byte GET); the layers are asked for (HEAD): with the cache just emptied,
-      // the registry answers a HEAD from the storage too, at a third of a GET's cost to it.
+    // The config is read (a one-byte GET); the layers are asked for (HEAD): with the cache just emptied,
+    // the registry answers a HEAD from the storage too, at a third of a GET's cost to it. What a manifest
+    // refers to is read as the storage check reads it (references): foreign layers are never stored.
+    const checkBlobs = (tag: string, digest: string, refs: Reference[]) =>
       Promise.all(
-        [
-          ...(config ? [{ blob: config, read: true }] : []),
-          ...layers.map((blob) => ({ blob, read: false })),
-        ].map(async ({ blob, read }) => {
-          const status = await blobStatus(blob, read);
-          if (!served(status)) note(result.missing, { repository, tag, digest, blob, status });
-        }),
+        refs
+          .filter((r) => !r.manifest)
+          .map(async (r) => {
+            const status = await blobStatus(r.digest, r.config === true);
+            if (!served(status)) note(result.missing, { repository, tag, digest, blob: r.digest, status });
+          }),
       );
     const checkManifest = async (tag: string, m: FetchedManifest): Promise<void> => {
       result.manifestsChecked++;
-      const image = isIndex(m) ? null : (m.json as ImageManifest);
-      if (image)
-        await checkBlobs(
-          tag,
-          m.digest,
-          image.config?.digest,
-          (image.layers ?? []).filter((l) => !l.urls?.length).map((l) => l.digest),
-        );
+      await checkBlobs(tag, m.digest, references(m.raw.toString('utf8')));
       if (isIndex(m)) {
         await Promise.all(
           (m.json.manifests ?? []).map(async (child) => {
@@ -202,7 +196,7 @@ export async function verifyThroughRegistry(
     await Promise.all(
       tags.map(async ({ tag, expected }) => {
         // Blobs the storage says the manifest has are asked for while the manifest is fetched.
-        const early = expected && checkBlobs(tag, expected.digest, expected.config, expected.layers);
+        const early = expected && checkBlobs(tag, expected.digest, expected.references);
         const m = await limit(() => orGone(() => client.getManifest(repository, tag)));
         await early;
         // A sampled tag deleted since the storage was read is no problem; one the registry lists is.

@@ -409,16 +409,19 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
       const v2 = registry.probe?.distributionVersion?.startsWith('2') ?? false;
       const overlap = !run.dryRun && !run.deleteUntagged && v2;
-      const foldersBefore = overlap ? alongside(manifestFolders(executor, root, signal)) : undefined;
       const parts = snapshotInParts(executor, root, signal, { besideCollector: overlap });
       snapshotBefore = alongside(parts.whole);
-      const taggedBefore = overlap
-        ? alongside(parts.whole.then((b) => readTagged(executor, root, b.tags, signal)))
+      // Read beside the collector: the folders a push writes into (before it starts), the tags and manifests.
+      const beside = overlap
+        ? {
+            folders: alongside(manifestFolders(executor, root, signal)),
+            tagged: alongside(parts.whole.then((b) => readTagged(executor, root, b.tags, signal))),
+          }
         : undefined;
       const reading = alongside(
         Promise.all([
           // Beside the collector, the walk of `blobs` starts first.
-          foldersBefore ? Promise.all([foldersBefore, parts.blobsStarted]) : parts.whole,
+          beside ? Promise.all([beside.folders, parts.blobsStarted]) : parts.whole,
           !run.dryRun && settings.graceSeconds > 0
             ? this.youngBlobs(executor, root, settings.graceSeconds, signal)
             : Promise.resolve(new Set<string>()),
@@ -518,15 +521,15 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // The storage is measured and checked while the cache is emptied (the registry restarting, say):
       // reading the storage needs no registry.
       // Whether `repositories` stayed as read beside the collector: no manifest came or went meanwhile.
-      const kept = alongside(
-        foldersBefore && taggedBefore
-          ? Promise.all([foldersBefore, manifestFolders(executor, root, signal)]).then(([was, now]) =>
-              sameFolders(was, now),
+      const kept: Promise<TaggedImages | null> = alongside(
+        beside
+          ? Promise.all([beside.folders, manifestFolders(executor, root, signal)]).then(([was, now]) =>
+              sameFolders(was, now) ? beside.tagged : null,
             )
-          : Promise.resolve(false),
+          : Promise.resolve(null),
       );
       const checking = alongside(
-        this.checkStorageAfter(executor, root, summary.blobsDeleted, signal, { before, kept, taggedBefore }),
+        this.checkStorageAfter(executor, root, summary.blobsDeleted, signal, before, kept),
       );
       if (settings.cache.type === 'redis')
         await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
@@ -545,15 +548,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // other on the executor.
       const [{ after, storage }, answers] = await Promise.all([
         checking,
-        kept.then(async (k) =>
-          this.askRegistry(
-            client,
-            settings,
-            before,
-            summary.blobsDeleted,
-            signal,
-            k ? await taggedBefore : undefined,
-          ),
+        kept.then((tagged) =>
+          this.askRegistry(client, settings, before, summary.blobsDeleted, signal, tagged ?? undefined),
         ),
       ]);
       Object.assign(fields, {
@@ -618,25 +614,25 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
 
   /**
    * The storage after a collection, measured and checked. When the collector ran beside the walks (2.x
-   * without --delete-untagged: it left `repositories` alone), that tree is walked and its tags read again
-   * only if a manifest came or went meanwhile (`kept` false: manifestFolders differ); otherwise what was
-   * read beside the collector stands for it, and only `blobs` and the rest are walked.
+   * without --delete-untagged: it left `repositories` alone), `kept` is what was read beside it, if no
+   * manifest came or went meanwhile (manifestFolders the same before and after): then that stands for
+   * `repositories`, and only `blobs` and the rest are walked. Otherwise everything is read again.
    */
   private async checkStorageAfter(
     executor: GcExecutor,
     root: string,
     deleted: string[],
     signal: AbortSignal,
-    beside: { before: StorageSnapshot; kept: Promise<boolean>; taggedBefore?: Promise<TaggedImages> },
+    before: StorageSnapshot,
+    kept: Promise<TaggedImages | null>,
   ): Promise<{ after: StorageSnapshot; storage: StorageCheck }> {
-    const { before, kept, taggedBefore } = beside;
     const after = await snapshotInParts(executor, root, signal, {
       repositories: kept.then((k) => (k ? before : null)),
     }).whole;
-    const storage =
-      (await kept) && taggedBefore
-        ? await checkStorage(executor, root, await taggedBefore, after, deleted, signal)
-        : await verifyStorage(executor, root, after, deleted, signal);
+    const tagged = await kept;
+    const storage = tagged
+      ? await checkStorage(executor, root, tagged, after, deleted, signal)
+      : await verifyStorage(executor, root, after, deleted, signal);
     return { after, storage };
   }
 
@@ -658,20 +654,16 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     const n = this.config.gc.verifySample;
     const images = this.config.gc.verifySampleImages;
     const deletedPairs = linkedIn(before, deleted);
-    const expected = (digest: string): TaggedSample['expected'] => {
-      const refs = tagged?.references.get(digest);
-      // An index's platform manifests are fetched as the registry lists them.
-      if (!refs || refs.some((r) => r.manifest)) return undefined;
-      const layers = refs.filter((r) => !r.config).map((r) => r.digest);
-      return { digest, config: refs.find((r) => r.config)?.digest, layers };
-    };
     const [api, catalog] = await Promise.all([
       verifyThroughRegistry(client, {
         deleted: full ? deletedPairs : sample(deletedPairs, n),
         tagged: full
           ? 'catalog'
           : tagged
-            ? sample(tagged.tags, images).map((t) => ({ ...t, expected: expected(t.digest) }))
+            ? sample(tagged.tags, images).map((t): TaggedSample => {
+                const references = tagged.references.get(t.digest);
+                return { ...t, expected: references && { digest: t.digest, references } };
+              })
             : sample(before.tags, images),
         concurrency: this.config.gc.verifyConcurrency,
         signal,

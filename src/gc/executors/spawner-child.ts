@@ -55,10 +55,10 @@ function run(id: number, argv: string[]): void {
 
 /**
  * Sends a stream's output to the worker in few messages: after the first, bytes wait up to FLUSH_MS for
- * more, or until CHUNK of them are there, and while one message is being sent the next gathers. A command that writes a
- * line at a time (the collector prints thousands) would otherwise cost a message per line, and each costs
- * both processes far more than its bytes. The stream is paused while MAX_PENDING bytes wait: a worker
- * that reads slowly slows the command, as a pipe would.
+ * more, or until CHUNK of them are there, and while one message is being sent the next gathers. A
+ * command that writes a line at a time (the collector prints thousands) would otherwise cost a message
+ * per line, and each costs both processes far more than its bytes. The stream is paused while
+ * MAX_PENDING bytes wait: a worker that reads slowly slows the command, as a pipe would.
  */
 function forward(id: number, fd: 1 | 2, stream: Readable): { drained: () => Promise<void> } {
   let pending: Buffer[] = [];
