@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { dataSourceOptions } from '../database/data-source.js';
 import { ConfigError, loadConfig } from './app-config.js';
 
 const base = {
@@ -27,6 +28,20 @@ describe('loadConfig', () => {
       expect(msg).toContain('REDIS_URL: must be a redis:// URL');
       expect(msg).toContain('SECRETS_KEY: must be 32 bytes');
     }
+  });
+
+  it('keeps DATABASE_POOL_MIN connections open (2 by default), never more than the pool holds', () => {
+    const c = loadConfig(base);
+    expect(c.database).toMatchObject({ poolSize: 10, poolMin: 2 });
+    const extra = (o: ReturnType<typeof dataSourceOptions>) =>
+      (o as { extra: { max: number; min: number } }).extra;
+    expect(extra(dataSourceOptions(c.database.url, c.database.poolSize, c.database.poolMin))).toEqual({
+      max: 10,
+      min: 2,
+    });
+    const small = loadConfig({ ...base, DATABASE_POOL_SIZE: '1', DATABASE_POOL_MIN: '4' }).database;
+    expect(extra(dataSourceOptions(small.url, small.poolSize, small.poolMin))).toEqual({ max: 1, min: 1 });
+    expect(() => loadConfig({ ...base, DATABASE_POOL_MIN: '-1' })).toThrow(/DATABASE_POOL_MIN/);
   });
 
   it('accepts a base64 key', () => {

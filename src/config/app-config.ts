@@ -17,7 +17,7 @@ export class AppConfig {
   readonly env: Env['NODE_ENV'];
   readonly http: { host: string; port: number };
   readonly log: { level: Env['LOG_LEVEL']; pretty: boolean };
-  readonly database: { url: string; poolSize: number; migrationsRun: boolean };
+  readonly database: { url: string; poolSize: number; poolMin: number; migrationsRun: boolean };
   readonly redis: { url: string; prefix: string };
   readonly secretsKey: Buffer;
   readonly registriesFile: { path: string | undefined; pollMs: number };
@@ -75,6 +75,7 @@ export class AppConfig {
     this.database = {
       url: e.DATABASE_URL,
       poolSize: e.DATABASE_POOL_SIZE,
+      poolMin: e.DATABASE_POOL_MIN,
       migrationsRun: e.DATABASE_MIGRATIONS_RUN,
     };
     this.redis = { url: e.REDIS_URL, prefix: e.REDIS_PREFIX };

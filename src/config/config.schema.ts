@@ -15,6 +15,7 @@ export const envSchema = z.object({
   LOG_PRETTY: bool.default(false),
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' }),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  DATABASE_POOL_MIN: z.coerce.number().int().min(0).max(200).default(2),
   DATABASE_MIGRATIONS_RUN: bool.default(true),
   REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// URL' }),
   REDIS_PREFIX: z

@@ -50,7 +50,11 @@ export const migrations = [
   GcOutputRetention1795400000800,
 ];
 
-export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions {
+/**
+ * `poolMin` connections stay open however long the process is idle (pg's pool closes the others after
+ * 10 s): the first request after a quiet spell does not wait for a connection to be set up.
+ */
+export function dataSourceOptions(url: string, poolSize = 10, poolMin = 0): DataSourceOptions {
   return {
     type: 'postgres',
     url,
@@ -58,7 +62,7 @@ export function dataSourceOptions(url: string, poolSize = 10): DataSourceOptions
     migrations,
     synchronize: false,
     migrationsTableName: 'migrations',
-    extra: { max: poolSize },
+    extra: { max: poolSize, min: Math.min(poolMin, poolSize) },
   };
 }
 

@@ -26,7 +26,7 @@ class MigrationsOnStart implements OnModuleInit {
     TypeOrmModule.forRootAsync({
       inject: [AppConfig],
       useFactory: (config: AppConfig) => ({
-        ...dataSourceOptions(config.database.url, config.database.poolSize),
+        ...dataSourceOptions(config.database.url, config.database.poolSize, config.database.poolMin),
         retryAttempts: 3,
         retryDelay: 1000,
       }),
