@@ -68,12 +68,16 @@ export class GcController {
     return this.untilFinished(p.id, q.wait * 1000);
   }
 
-  /** The run once it has finished (followed the way the GraphQL subscription follows it), or as it is after `ms`. */
+  /**
+   * The run once it has finished (followed the way the GraphQL subscription follows it), or as it is
+   * after `ms`. Only its status is read at each change (a run changes at every heartbeat and carries up
+   * to 1 MiB of output); the whole run once, at the end.
+   */
   private async untilFinished(id: string, ms: number): Promise<GcRunView> {
-    const feed = liveFeed<GcRunView>({
-      load: () => this.gc.get(id),
-      isFinal: (r) => isGcRunFinished(r.status),
-      key: (r) => r.status,
+    const feed = liveFeed<string>({
+      load: () => this.gc.status(id),
+      isFinal: (status) => isGcRunFinished(status),
+      key: (status) => status,
       watch: (changed) => this.notifications.listen(Channels.gcRun, id, changed),
       pollMs: this.config.graphql.subscriptionPollMs,
       minIntervalMs: 0,
@@ -83,8 +87,7 @@ export class GcController {
     try {
       for (;;) {
         const next = await Promise.race([feed.next(), timedOut]);
-        if (next === 'timeout' || next.done) break;
-        if (isGcRunFinished(next.value.status)) return next.value;
+        if (next === 'timeout' || next.done || isGcRunFinished(next.value)) break;
       }
     } finally {
       clearTimeout(timer);

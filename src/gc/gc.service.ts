@@ -149,6 +149,13 @@ export class GcService {
     return toView(run);
   }
 
+  /** Only the run's status: what a wait for its end reads at every change (heartbeats included). */
+  async status(id: string): Promise<GcRunView['status']> {
+    const run = await this.ds.getRepository(GcRunEntity).findOne({ where: { id }, select: { status: true } });
+    if (!run) throw new NotFoundError('GC_RUN_NOT_FOUND', `GC run ${id} does not exist`, { id });
+    return run.status;
+  }
+
   async find(id: string): Promise<GcRunEntity> {
     const run = await this.ds.getRepository(GcRunEntity).findOneBy({ id });
     if (!run) throw new NotFoundError('GC_RUN_NOT_FOUND', `GC run ${id} does not exist`, { id });
