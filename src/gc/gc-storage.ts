@@ -106,16 +106,21 @@ export async function execLines(
  * anything an operator keeps beside) with one `find ... -prune` and `stat`. `outsideRepositories` settles
  * once all but the `repositories` tree is read, `whole` once everything is. `besideCollector`: the walk
  * of `blobs` races a collector started beside it (which deletes blobs once it has marked and listed them
- * all itself), so it runs first and at the registry's priority; `repositories` is walked after it.
- * `blobsStarted` settles once that walk is under way where the registry lives (its first output, or its
- * end): a collector started then starts behind it. `repositories`, when given, is what `repositories`
- * holds (known unchanged since that snapshot): that tree is not walked again.
+ * all itself), so it runs first and at the registry's priority; `repositories` is walked after it, and
+ * after `repositoriesAfter` (what must be read before that tree is) settles. `blobsStarted` settles once
+ * the walk of `blobs` is under way where the registry lives (its first output, or its end): a collector
+ * started then starts behind it. `repositories`, when given, is what `repositories` holds (known
+ * unchanged since that snapshot): that tree is not walked again.
  */
 export function snapshotInParts(
   executor: GcExecutor,
   root: string,
   signal?: AbortSignal,
-  opts: { besideCollector?: boolean; repositories?: Promise<StorageSnapshot | null> } = {},
+  opts: {
+    besideCollector?: boolean;
+    repositories?: Promise<StorageSnapshot | null>;
+    repositoriesAfter?: Promise<unknown>;
+  } = {},
 ): { blobsStarted: Promise<void>; outsideRepositories: Promise<void>; whole: Promise<StorageSnapshot> } {
   const { snapshot, walk } = snapshotReader(executor, root, signal);
   let started!: () => void;
@@ -133,7 +138,7 @@ export function snapshotInParts(
   const repositoriesRead = opts.repositories
     ? opts.repositories.then((known) => (known ? copyRepositories(known, snapshot) : walk(repositories)))
     : opts.besideCollector
-      ? outsideRepositories.then(() => walk(repositories))
+      ? Promise.all([outsideRepositories, opts.repositoriesAfter]).then(() => walk(repositories))
       : walk(repositories);
   const whole = Promise.all([outsideRepositories, repositoriesRead]).then(() => snapshot);
   // Whoever awaits only one part must not leave the other's failure unhandled.

@@ -403,25 +403,30 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // --delete-untagged, deletes nothing but blobs, and only after it has marked every manifest and
       // listed every blob itself: the walks then run beside it, `blobs` first (and that the walk saw every
       // blob the collector deleted is checked after), and the tags and manifests are read beside it too.
-      // Only the folders a manifest push writes into are read before it, to tell afterwards whether
-      // `repositories` changed. Otherwise (3.x removes layer links under `repositories`) everything is
-      // read before it starts.
+      // The folders a manifest push writes into are read as it starts, before `repositories` is walked, to
+      // tell afterwards whether `repositories` changed since. Otherwise (3.x removes layer links under
+      // `repositories`) everything is read before it starts.
       const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
       const v2 = registry.probe?.distributionVersion?.startsWith('2') ?? false;
       const overlap = !run.dryRun && !run.deleteUntagged && v2;
-      const parts = snapshotInParts(executor, root, signal, { besideCollector: overlap });
+      const folders = overlap ? alongside(manifestFolders(executor, root, signal)) : undefined;
+      const parts = snapshotInParts(executor, root, signal, {
+        besideCollector: overlap,
+        repositoriesAfter: folders,
+      });
       snapshotBefore = alongside(parts.whole);
-      // Read beside the collector: the folders a push writes into (before it starts), the tags and manifests.
-      const beside = overlap
+      // Read beside the collector: the folders a push writes into (before `repositories`), the tags and
+      // manifests.
+      const beside = folders
         ? {
-            folders: alongside(manifestFolders(executor, root, signal)),
+            folders,
             tagged: alongside(parts.whole.then((b) => readTagged(executor, root, b.tags, signal))),
           }
         : undefined;
       const reading = alongside(
         Promise.all([
           // Beside the collector, the walk of `blobs` starts first.
-          beside ? Promise.all([beside.folders, parts.blobsStarted]) : parts.whole,
+          beside ? parts.blobsStarted : parts.whole,
           !run.dryRun && settings.graceSeconds > 0
             ? this.youngBlobs(executor, root, settings.graceSeconds, signal)
             : Promise.resolve(new Set<string>()),
