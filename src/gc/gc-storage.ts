@@ -107,21 +107,27 @@ export async function execLines(
  * once all but the `repositories` tree is read, `whole` once everything is. `besideCollector`: the walk
  * of `blobs` races a collector started beside it (which deletes blobs once it has marked and listed them
  * all itself), so it runs first and at the registry's priority; `repositories` is walked after it, and
- * after `repositoriesAfter` (what must be read before that tree is) settles. `blobsStarted` settles once
- * the walk of `blobs` is under way where the registry lives (its first output, or its end): a collector
- * started then starts behind it. `repositories`, when given, is what `repositories` holds (known
- * unchanged since that snapshot): that tree is not walked again.
+ * after `beforeRepositories` (what must be read before that tree is, started once the rest is read; its
+ * result is `first`). `blobsStarted` settles once the walk of `blobs` is under way where the registry
+ * lives (its first output, or its end): a collector started then starts behind it. `repositories`, when
+ * given, is what `repositories` holds (known unchanged since that snapshot): that tree is not walked
+ * again.
  */
-export function snapshotInParts(
+export function snapshotInParts<F = never>(
   executor: GcExecutor,
   root: string,
   signal?: AbortSignal,
   opts: {
     besideCollector?: boolean;
     repositories?: Promise<StorageSnapshot | null>;
-    repositoriesAfter?: Promise<unknown>;
+    beforeRepositories?: () => Promise<F>;
   } = {},
-): { blobsStarted: Promise<void>; outsideRepositories: Promise<void>; whole: Promise<StorageSnapshot> } {
+): {
+  blobsStarted: Promise<void>;
+  outsideRepositories: Promise<void>;
+  whole: Promise<StorageSnapshot>;
+  first?: Promise<F>;
+} {
   const { snapshot, walk } = snapshotReader(executor, root, signal);
   let started!: () => void;
   const blobsStarted = new Promise<void>((resolve) => (started = resolve));
@@ -135,15 +141,17 @@ export function snapshotInParts(
       if (m) snapshot.bytes += Number(m[1]) * Number(m[2]);
     }),
   ]).then(() => undefined);
+  const first = opts.beforeRepositories && outsideRepositories.then(opts.beforeRepositories);
   const repositoriesRead = opts.repositories
     ? opts.repositories.then((known) => (known ? copyRepositories(known, snapshot) : walk(repositories)))
     : opts.besideCollector
-      ? Promise.all([outsideRepositories, opts.repositoriesAfter]).then(() => walk(repositories))
+      ? (first ?? outsideRepositories).then(() => walk(repositories))
       : walk(repositories);
   const whole = Promise.all([outsideRepositories, repositoriesRead]).then(() => snapshot);
   // Whoever awaits only one part must not leave the other's failure unhandled.
   whole.catch(() => undefined);
-  return { blobsStarted, outsideRepositories, whole };
+  first?.catch(() => undefined);
+  return { blobsStarted, outsideRepositories, whole, first };
 }
 
 /** What `repositories` holds, taken from a snapshot of the same tree. */
@@ -163,11 +171,13 @@ function copyRepositories(from: StorageSnapshot, to: StorageSnapshot): void {
  * manifest in a repository, a deleted one, or a new repository changes at least one of them; uploads
  * (`_uploads`), layer links (`_layers`) and tags pointing at a manifest the repository already has do not
  * and are not looked at. Read twice, the same answer both times means no manifest came or went between.
+ * `urgent`: the run waits for it (execLines).
  */
 export async function manifestFolders(
   executor: GcExecutor,
   root: string,
   signal?: AbortSignal,
+  { urgent = false }: { urgent?: boolean } = {},
 ): Promise<Map<string, string>> {
   const stat = ['-exec', 'stat', '-c', '%n|%y|%h|%s', '{}', '+'];
   const out = new Map<string, string>();
@@ -197,7 +207,7 @@ export async function manifestFolders(
       const bar = line.indexOf('|');
       if (bar > 0) out.set(line.slice(0, bar), line.slice(bar + 1));
     },
-    { urgent: true }, // a run waits for it before and after the collector
+    { urgent },
   );
   return out;
 }

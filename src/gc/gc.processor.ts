@@ -403,17 +403,17 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // --delete-untagged, deletes nothing but blobs, and only after it has marked every manifest and
       // listed every blob itself: the walks then run beside it, `blobs` first (and that the walk saw every
       // blob the collector deleted is checked after), and the tags and manifests are read beside it too.
-      // The folders a manifest push writes into are read as it starts, before `repositories` is walked, to
-      // tell afterwards whether `repositories` changed since. Otherwise (3.x removes layer links under
+      // The folders a manifest push writes into are read beside it too, before `repositories` is walked,
+      // to tell afterwards whether `repositories` changed since. Otherwise (3.x removes layer links under
       // `repositories`) everything is read before it starts.
       const v3 = registry.probe?.distributionVersion?.startsWith('3') ?? false;
       const v2 = registry.probe?.distributionVersion?.startsWith('2') ?? false;
       const overlap = !run.dryRun && !run.deleteUntagged && v2;
-      const folders = overlap ? alongside(manifestFolders(executor, root, signal)) : undefined;
       const parts = snapshotInParts(executor, root, signal, {
         besideCollector: overlap,
-        repositoriesAfter: folders,
+        beforeRepositories: overlap ? () => manifestFolders(executor, root, signal) : undefined,
       });
+      const folders = parts.first && alongside(parts.first);
       snapshotBefore = alongside(parts.whole);
       // Read beside the collector: the folders a push writes into (before `repositories`), the tags and
       // manifests.
@@ -523,28 +523,34 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         fields.bytes_estimated = summary.blobsDeleted.reduce((n, d) => n + (before.blobs.get(d) ?? 0), 0);
 
       progress.to('clearing-cache');
-      // The storage is measured and checked while the cache is emptied (the registry restarting, say):
-      // reading the storage needs no registry.
+      // The cache is emptied (the registry restarted, say) and the storage measured and checked meanwhile:
+      // reading the storage needs no registry. The restart's command is started first, as it is what the
+      // API check waits for.
+      const clearing = (async () => {
+        if (settings.cache.type === 'redis')
+          await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
+        if (state === 'stopped') {
+          await executor.start({ readOnly: false });
+          state = 'normal';
+        } else if (state === 'readonly' || settings.cache.type === 'inmemory') {
+          await executor.restart({ readOnly: false });
+          state = 'normal';
+        }
+      })();
+      // Awaited below; the reads started meanwhile must not leave its failure unhandled.
+      clearing.catch(() => undefined);
       // Whether `repositories` stayed as read beside the collector: no manifest came or went meanwhile.
       const kept: Promise<TaggedImages | null> = alongside(
         beside
-          ? Promise.all([beside.folders, manifestFolders(executor, root, signal)]).then(([was, now]) =>
-              sameFolders(was, now) ? beside.tagged : null,
+          ? Promise.all([beside.folders, manifestFolders(executor, root, signal, { urgent: true })]).then(
+              ([was, now]) => (sameFolders(was, now) ? beside.tagged : null),
             )
           : Promise.resolve(null),
       );
       const checking = alongside(
         this.checkStorageAfter(executor, root, summary.blobsDeleted, signal, before, kept),
       );
-      if (settings.cache.type === 'redis')
-        await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
-      if (state === 'stopped') {
-        await executor.start({ readOnly: false });
-        state = 'normal';
-      } else if (state === 'readonly' || settings.cache.type === 'inmemory') {
-        await executor.restart({ readOnly: false });
-        state = 'normal';
-      }
+      await clearing;
       cacheCleared = true;
       await waitReady(client, this.config.gc.readyTimeoutMs, signal);
 
