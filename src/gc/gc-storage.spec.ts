@@ -8,6 +8,7 @@ import { LocalGcExecutor } from './executors/local-executor.js';
 import {
   blobDataPath,
   checkStorage,
+  execLines,
   manifestFolders,
   readTagged,
   references,
@@ -53,6 +54,31 @@ describe('references of a stored manifest', () => {
     expect(blobDataPath('/var/lib/registry/', d('ab'))).toBe(
       `/var/lib/registry/docker/registry/v2/blobs/sha256/ab/${'ab'.repeat(64)}/data`,
     );
+  });
+});
+
+describe('execLines', () => {
+  it('hands on stdout a line at a time, with stderr written in the middle of a line kept out of it', async () => {
+    // What `du` does when a file goes away under it: a complaint on stderr between two writes of stdout.
+    const executor = new LocalGcExecutor({
+      type: 'local',
+      command: ['true'],
+      configPath: '/',
+      storagePath: '/',
+    });
+    const lines: string[] = [];
+    await execLines(
+      executor,
+      [
+        'sh',
+        '-c',
+        `printf '12\t/a/b'; sleep 0.1; echo 'du: cannot access x' >&2; sleep 0.1; printf '/data\n3\t/c\n'`,
+      ],
+      undefined,
+      (line) => lines.push(line),
+      { urgent: true },
+    );
+    expect(lines).toEqual(['12\t/a/b/data', '3\t/c']);
   });
 });
 

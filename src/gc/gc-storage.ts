@@ -82,7 +82,9 @@ export async function execLines(
   let pending = '';
   const r = await executor.exec(urgent ? argv : [...NICE, ...argv], {
     signal,
-    onOutput: (chunk) => {
+    onOutput: (chunk, stream) => {
+      // stderr (a file gone meanwhile, say) stays in the result's output, out of stdout's lines.
+      if (stream !== 'stdout') return;
       const parts = (pending + chunk).split('\n');
       pending = parts.pop()!;
       for (const p of parts) onLine(p);

@@ -494,11 +494,11 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       const before = await snapshotBefore;
       // Beside the collector, the walk must have reached every blob before the collector deleted it; one
       // it missed leaves the size before unknown (and the estimate short by that blob).
-      const unseen = overlap ? summary.blobsDeleted.filter((d) => !before.blobs.has(d)).length : 0;
-      if (unseen && unseen < summary.blobsDeleted.length) {
+      const unseen = overlap ? summary.blobsDeleted.filter((d) => !before.blobs.has(d)) : [];
+      if (unseen.length && unseen.length < summary.blobsDeleted.length) {
         fields.bytes_before = null;
         this.logger.warn(
-          `GC run ${run.id}: the collector of registry "${registry.name}" deleted ${unseen} blob(s) before the storage walk beside it reached them; bytesBefore and bytesFreed are not known for this run`,
+          `GC run ${run.id}: the collector of registry "${registry.name}" deleted ${unseen.length} blob(s) before the storage walk beside it reached them (${unseen.slice(0, 3).join(', ')}${unseen.length > 3 ? ', ...' : ''}); bytesBefore and bytesFreed are not known for this run`,
         );
       } else fields.bytes_before = before.bytes;
       if (out.exitCode !== 0 && summary.nothingStored) {

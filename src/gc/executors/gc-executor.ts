@@ -4,8 +4,11 @@ import { DomainError } from '../../common/domain-error.js';
 export type GcExecutorType = 'local' | 'ssh' | 'docker' | 'kubernetes';
 
 export interface ExecOptions {
-  /** Every chunk of stdout and stderr as it arrives, uncapped (the result's `output` is capped). */
-  onOutput?: (chunk: string) => void;
+  /**
+   * Every chunk of stdout and stderr as it arrives, uncapped (the result's `output` is capped), with the
+   * stream it came from: a reader of stdout's lines must not have stderr's cut into them.
+   */
+  onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
   /** Aborting kills the process where the executor can (see each executor) and rejects with EXECUTOR_ABORTED. */
   signal?: AbortSignal;
   env?: Record<string, string>;
@@ -324,38 +327,39 @@ export class OutputCollector {
   private tail: Buffer[] = [];
   private tailBytes = 0;
   private total = 0;
-  private readonly decoders = new Map<string, StringDecoder>();
+  private readonly decoders = new Map<'stdout' | 'stderr', StringDecoder>();
 
   constructor(
-    private readonly onOutput?: (chunk: string) => void,
+    private readonly onOutput?: ExecOptions['onOutput'],
     cap = OUTPUT_CAP_BYTES,
   ) {
     this.headLimit = Math.floor(cap / 2);
     this.tailLimit = cap - this.headLimit;
   }
 
-  /** Raw bytes from a named stream (stdout, stderr). */
-  write(stream: string, bytes: Buffer): string {
+  /** Raw bytes from a stream. */
+  write(stream: 'stdout' | 'stderr', bytes: Buffer): string {
     let decoder = this.decoders.get(stream);
     if (!decoder) {
       decoder = new StringDecoder('utf8');
       this.decoders.set(stream, decoder);
     }
     const text = decoder.write(bytes);
-    this.push(text);
+    this.push(text, stream);
     return text;
   }
 
   /** Flushes the decoders (call once the streams ended). */
   end(): void {
-    for (const decoder of this.decoders.values()) this.push(decoder.end());
+    for (const [stream, decoder] of this.decoders) this.push(decoder.end(), stream);
     this.decoders.clear();
   }
 
-  push(text: string): void {
+  /** Text for the output: stderr's (decoded by the caller), or the gateway's own notes. */
+  push(text: string, stream: 'stdout' | 'stderr' = 'stderr'): void {
     if (!text) return;
     try {
-      this.onOutput?.(text);
+      this.onOutput?.(text, stream);
     } catch {
       // a failing listener must not break the command
     }
