@@ -141,6 +141,22 @@ describe('storage snapshot', () => {
       } finally {
         await rm(empty, { recursive: true, force: true });
       }
+
+      // What must be read before `repositories` (the folders a push writes into, beside a collector) is:
+      // the tree is walked only once it has settled, so a repository it saw being made is in the walk.
+      for (const besideCollector of [true, false]) {
+        const repo = `late-${besideCollector}`;
+        const late = snapshotInParts(executor, root, undefined, {
+          besideCollector,
+          beforeRepositories: async () => {
+            await new Promise((r) => setTimeout(r, 300));
+            await file(`${v2}/repositories/${repo}/_manifests/tags/latest/current/link`, 71);
+            return repo;
+          },
+        });
+        expect(await late.first).toBe(repo);
+        expect((await late.whole).tags).toContainEqual({ repository: repo, tag: 'latest' });
+      }
     } finally {
       await rm(root, { recursive: true, force: true });
     }

@@ -108,12 +108,12 @@ export async function execLines(
  * anything an operator keeps beside) with one `find ... -prune` and `stat`. `outsideRepositories` settles
  * once all but the `repositories` tree is read, `whole` once everything is. `besideCollector`: the walk
  * of `blobs` races a collector started beside it (which deletes blobs once it has marked and listed them
- * all itself), so it runs first and at the registry's priority; `repositories` is walked after it, and
- * after `beforeRepositories` (what must be read before that tree is, started once the rest is read; its
- * result is `first`). `blobsStarted` settles once the walk of `blobs` is under way where the registry
- * lives (its first output, or its end): a collector started then starts behind it. `repositories`, when
- * given, is what `repositories` holds (known unchanged since that snapshot): that tree is not walked
- * again.
+ * all itself), so it runs first and at the registry's priority; `repositories` is walked after it.
+ * `beforeRepositories`: what must be read before that tree is walked, started once the rest is read; its
+ * result is `first`, and `repositories` is walked once it has settled. `blobsStarted` settles once the
+ * walk of `blobs` is under way where the registry lives (its first output, or its end): a collector
+ * started then starts behind it. `repositories`, when given, is what `repositories` holds (known
+ * unchanged since that snapshot): that tree is not walked again.
  */
 export function snapshotInParts<F = never>(
   executor: GcExecutor,
@@ -146,7 +146,7 @@ export function snapshotInParts<F = never>(
   const first = opts.beforeRepositories && outsideRepositories.then(opts.beforeRepositories);
   const repositoriesRead = opts.repositories
     ? opts.repositories.then((known) => (known ? copyRepositories(known, snapshot) : walk(repositories)))
-    : opts.besideCollector
+    : opts.besideCollector || first
       ? (first ?? outsideRepositories).then(() => walk(repositories))
       : walk(repositories);
   const whole = Promise.all([outsideRepositories, repositoriesRead]).then(() => snapshot);
