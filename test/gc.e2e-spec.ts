@@ -321,8 +321,10 @@ describe('garbage collection through the gateway, on real registries', () => {
        RETURNING id`,
       [registryId],
     );
-    const swept = await worker.get(GcProcessor).sweep();
-    expect(swept.recovered).toEqual([id]);
+    // The scheduled sweep (every second here) may get to a run first; the call then finds it taken. What
+    // a sweep did is asserted by its outcome.
+    const sweep = () => worker.get(GcProcessor).sweep();
+    expect((await sweep()).recovered.filter((r) => r !== id)).toEqual([]);
     const run = await waitRun(id);
     expect(run).toMatchObject({ status: 'failed', error: { code: 'WORKER_LOST' } });
     expect(run.error!.message).toContain('collecting');
@@ -336,7 +338,7 @@ describe('garbage collection through the gateway, on real registries', () => {
        RETURNING id`,
       [registryId],
     );
-    expect((await worker.get(GcProcessor).sweep()).queued).toEqual([lost]);
+    expect((await sweep()).queued.filter((q) => q !== lost)).toEqual([]);
     const finished = await waitRun(lost);
     expect(finished).toMatchObject({ error: null, status: 'succeeded', dryRun: true, outputRemovedAt: null });
     expect(finished.output).toContain('garbage collect');
@@ -348,7 +350,7 @@ describe('garbage collection through the gateway, on real registries', () => {
       [lost],
     );
     await env.query(`UPDATE gc_runs SET output = 'old output' WHERE id = $1`, [id]);
-    expect((await worker.get(GcProcessor).sweep()).outputsRemoved).toBe(1);
+    expect((await sweep()).outputsRemoved).toBeLessThanOrEqual(1);
     const old = (await http().get(`/api/v1/gc-runs/${id}`).expect(200)).body as RunView;
     expect(old).toMatchObject({ status: 'failed', output: null, error: { code: 'WORKER_LOST' } });
     expect(old.outputRemovedAt).not.toBeNull();
