@@ -78,9 +78,7 @@ export class GcAuditResolver {
       return ids.map((id) => byId.get(id) ?? null);
     });
     const run = await loader.load(event.subject.id);
-    return run && ctx.access?.canInRegistry('gc:read', run.registry)
-      ? toView(run, { withOutput: false })
-      : null;
+    return run && ctx.access?.canInRegistry('gc:read', run.registry) ? toView(run) : null;
   }
 }
 

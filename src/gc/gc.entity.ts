@@ -213,8 +213,9 @@ export class GcRunEntity {
   @Column({ name: 'exit_code', type: 'integer', nullable: true })
   exitCode: number | null;
 
-  @Column({ type: 'text', nullable: true })
-  output: string | null;
+  /** Up to 1 MiB: read only where one run is shown whole (GcService.find, getFor, active); null elsewhere. */
+  @Column({ type: 'text', nullable: true, select: false })
+  output?: string | null;
 
   @Column({ name: 'output_truncated', type: 'boolean', default: false })
   outputTruncated: boolean;

@@ -3,7 +3,7 @@ import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } fro
 import { EventEmitter2, OnEvent } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Job, Queue, Worker } from 'bullmq';
-import { DataSource, type FindOptionsSelect } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { AppConfig } from '../config/app-config.js';
 import { DomainError } from '../common/domain-error.js';
 import { workerMetrics } from '../common/worker-metrics.js';
@@ -938,12 +938,6 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     );
   }
 
-  private columnsButOutput(): FindOptionsSelect<GcRunEntity> {
-    return Object.fromEntries(
-      this.ds.getMetadata(GcRunEntity).columns.map((c) => [c.propertyName, c.propertyName !== 'output']),
-    ) as FindOptionsSelect<GcRunEntity>;
-  }
-
   private async finish(
     runId: string,
     status: 'succeeded' | 'failed' | 'cancelled',
@@ -974,11 +968,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           ...values,
         ],
       );
-      // Read back without the output (up to 1 MiB), which nothing here needs.
-      const saved = await m.getRepository(GcRunEntity).findOneOrFail({
-        where: { id: runId },
-        select: this.columnsButOutput(),
-      });
+      // Read back without the output (up to 1 MiB: not read unless asked for), which nothing here needs.
+      const saved = await m.getRepository(GcRunEntity).findOneByOrFail({ id: runId });
       await this.gc.audit(
         m,
         saved,

@@ -139,7 +139,7 @@ export class GcService {
     ctx: RequestContext,
     permission: 'gc:read' | 'gc:run' = 'gc:read',
   ): Promise<GcRunView> {
-    const run = await this.ds.getRepository(GcRunEntity).findOneBy({ id });
+    const run = await this.withOutput().where('r.id = :id', { id }).getOne();
     if (!run) {
       if (!ctx.access?.can(permission)) throw new ForbiddenError(permission);
       throw new NotFoundError('GC_RUN_NOT_FOUND', `GC run ${id} does not exist`, { id });
@@ -157,7 +157,7 @@ export class GcService {
   }
 
   async find(id: string): Promise<GcRunEntity> {
-    const run = await this.ds.getRepository(GcRunEntity).findOneBy({ id });
+    const run = await this.withOutput().where('r.id = :id', { id }).getOne();
     if (!run) throw new NotFoundError('GC_RUN_NOT_FOUND', `GC run ${id} does not exist`, { id });
     return run;
   }
@@ -198,9 +198,7 @@ export class GcService {
   }
 
   async active(registryId: string): Promise<GcRunEntity | null> {
-    return this.ds
-      .getRepository(GcRunEntity)
-      .createQueryBuilder('r')
+    return this.withOutput()
       .where('r.registryId = :registryId', { registryId })
       .andWhere(`r.status IN ('queued', 'running')`)
       .getOne();
@@ -223,12 +221,17 @@ export class GcService {
       .getRawAndEntities<{ created_us: string }>();
     const page = entities.slice(0, limit);
     return {
-      items: page.map((r) => toView(r, { withOutput: false })),
+      items: page.map((r) => toView(r)),
       nextCursor:
         entities.length > limit
           ? encodeCursor({ us: raw[limit - 1].created_us, id: page[limit - 1].id })
           : null,
     };
+  }
+
+  /** Runs with their output, which is not read unless asked for (see GcRunEntity.output). */
+  private withOutput() {
+    return this.ds.getRepository(GcRunEntity).createQueryBuilder('r').addSelect('r.output');
   }
 
   audit(
@@ -252,7 +255,8 @@ export class GcService {
 
 const num = (v: string | null) => (v === null ? null : Number(v));
 
-export function toView(r: GcRunEntity, opts: { withOutput?: boolean } = {}): GcRunView {
+/** The API's view of a run; `output` is null unless the run was read with it (GcService.withOutput). */
+export function toView(r: GcRunEntity): GcRunView {
   return {
     id: r.id,
     registry: r.registry,
@@ -275,7 +279,7 @@ export function toView(r: GcRunEntity, opts: { withOutput?: boolean } = {}): GcR
     bytesFreed: num(r.bytesFreed),
     bytesEstimated: num(r.bytesEstimated),
     exitCode: r.exitCode,
-    output: opts.withOutput === false ? null : r.output,
+    output: r.output ?? null,
     outputTruncated: r.outputTruncated,
     outputRemovedAt: r.outputRemovedAt,
     verification: r.verification,
