@@ -258,12 +258,13 @@ async function runBare(bare: RegistryService, dir: string): Promise<BareSide> {
 }
 
 async function runGateway(gateway: GatewayProcess, env: TestEnvironment): Promise<GatewaySide> {
-  const g0 = performance.now();
+  const [g0, posted] = [performance.now(), Date.now()];
   const run = await runGc(gateway, REGISTRY_NAME);
   const gatewayMs = performance.now() - g0;
+  const answered = Date.now();
   if (run.status !== 'succeeded')
     throw new BenchFailure(`the gateway's GC run ${run.status}: ${JSON.stringify(run.error)}`);
-  return { gatewayMs, run, phases: await phaseTimes(env, run) };
+  return { gatewayMs, run, phases: await phaseTimes(env, run, posted, answered) };
 }
 
 /** The gateway's GC settings for a test registry: local executor, fence `gateway`, in-memory cache. */
@@ -312,16 +313,27 @@ async function seedWarmup(registry: RegistryService): Promise<void> {
   }
 }
 
-/** Where the gateway's time went: the run's own phase timings, and the wait before a worker took it. */
-async function phaseTimes(env: TestEnvironment, run: RunView): Promise<string> {
-  const [r] = await env.query<{ created_at: Date; started_at: Date }>(
-    'SELECT created_at, started_at FROM gc_runs WHERE id = $1',
+/**
+ * Where the gateway's time went: from the POST until the run's row was written, the wait before a worker
+ * took it, the run's own phase timings, and from its end until the client had the answer.
+ */
+async function phaseTimes(
+  env: TestEnvironment,
+  run: RunView,
+  posted: number,
+  answered: number,
+): Promise<string> {
+  const [r] = await env.query<{ created_at: Date; started_at: Date; finished_at: Date }>(
+    'SELECT created_at, started_at, finished_at FROM gc_runs WHERE id = $1',
     [run.id],
   );
   const phases = Object.entries(run.phaseMs)
     .map(([phase, ms]) => `${phase} ${formatMs(ms)}`)
     .join(', ');
-  return `queued ${formatMs(r.started_at.getTime() - r.created_at.getTime())}; ${phases}`;
+  return (
+    `posted ${formatMs(r.created_at.getTime() - posted)}; queued ${formatMs(r.started_at.getTime() - r.created_at.getTime())}; ${phases}; ` +
+    `finished ${formatMs(r.finished_at.getTime() - r.started_at.getTime() - Object.values(run.phaseMs).reduce((a, b) => a + b, 0))} after the last phase, answered ${formatMs(answered - r.finished_at.getTime())} after`
+  );
 }
 
 async function diskBytes(dir: string): Promise<number> {
