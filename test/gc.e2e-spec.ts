@@ -825,6 +825,95 @@ describe('garbage collection through the gateway, on real registries', () => {
   }
 });
 
+describe('a run whose output is longer than what is kept (GC_OUTPUT_CAP_BYTES)', () => {
+  it('counts and verifies from the whole output, and keeps its head and tail', async () => {
+    const env = await TestEnvironment.create('gc_cap');
+    const service = await RegistryService.create();
+    const pusher = new ImagePusher(service.url);
+    const cap = { ...FAST, GC_OUTPUT_CAP_BYTES: '2048' };
+    let gw: TestGateway | undefined;
+    let worker: INestApplicationContext | undefined;
+    try {
+      gw = await startApi(env, cap);
+      worker = await startWorker(env, cap);
+      const http = () => adminRequest(gw!.server);
+      await http().post('/api/v1/registries').send({ name: 'chatty', url: service.url }).expect(201);
+      await http()
+        .put('/api/v1/registries/chatty/gc-settings')
+        .send({
+          executor: {
+            type: 'local',
+            command: ['docker-registry'],
+            configPath: service.configPath,
+            storagePath: service.storagePath,
+            lifecycle: service.lifecycle,
+          },
+          fence: 'gateway',
+          graceSeconds: 0,
+        })
+        .expect(200);
+      // Six images of five blobs each (config, three layers, manifest); four deleted: 20 blobs of garbage,
+      // whose `blob eligible for deletion` lines (and the registry's `Deleting blob` log lines) are several
+      // KiB: the middle of the output, cut out of the 2 KiB kept, holds most of them and the summary.
+      const images = await Promise.all(
+        ['a', 'b', 'c', 'd', 'e', 'f'].map((tag) =>
+          pusher.pushImage('noisy/app', [tag], { layers: 3, layerSize: 8 * 1024 }),
+        ),
+      );
+      for (const image of images.slice(0, 4)) {
+        const res = await fetch(`${service.url}/v2/noisy/app/manifests/${image.digest}`, {
+          method: 'DELETE',
+        });
+        await res.arrayBuffer();
+        expect(res.status).toBe(202);
+      }
+      const finished = async (id: string) =>
+        (await http().get(`/api/v1/gc-runs/${id}?wait=60`).expect(200)).body as RunView & {
+          outputTruncated: boolean;
+          blobsMarked: number | null;
+        };
+
+      const dry = await finished(
+        (await http().post('/api/v1/registries/chatty/gc').send({ dryRun: true }).expect(202)).body.id,
+      );
+      expect(dry).toMatchObject({
+        status: 'succeeded',
+        blobsDeleted: 20,
+        blobsMarked: 10,
+        outputTruncated: true,
+      });
+      expect(dry.output!.length).toBeLessThan(2048 + 200);
+      expect(dry.output).toMatch(/bytes of output omitted here/);
+
+      const run = await finished(
+        (await http().post('/api/v1/registries/chatty/gc').send({}).expect(202)).body.id,
+      );
+      expect(run.error).toBeNull();
+      expect(run).toMatchObject({
+        status: 'succeeded',
+        blobsDeleted: 20,
+        blobsMarked: 10,
+        outputTruncated: true,
+      });
+      // Every deleted blob was looked for on the storage, and the estimate counts every one of them.
+      expect(run.verification).toMatchObject({ ok: true, storage: { deletedBlobsChecked: 20 } });
+      expect(run.bytesEstimated).toBe(dry.bytesEstimated);
+      // Twelve layers of 8 KiB at least; what is freed adds the blobs' folders.
+      expect(run.bytesEstimated).toBeGreaterThanOrEqual(12 * 8 * 1024);
+      expect(run.bytesFreed).toBeGreaterThanOrEqual(run.bytesEstimated!);
+      for (const image of images.slice(4))
+        for (const blob of [image.config, ...image.layers])
+          expect(sha256(await pusher.pullBlob('noisy/app', blob.digest))).toBe(blob.digest);
+    } finally {
+      await worker?.close();
+      await gw?.close();
+      await pusher.close();
+      await service.cleanup();
+      await env.destroy();
+    }
+  });
+});
+
 describe('GC settings from the registries file', () => {
   it('applies each registry’s gc section at start, and the API cannot change what the file owns', async () => {
     const env = await TestEnvironment.create('gc_file');

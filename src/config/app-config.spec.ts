@@ -44,6 +44,15 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...base, DATABASE_POOL_MIN: '-1' })).toThrow(/DATABASE_POOL_MIN/);
   });
 
+  it("keeps 1 MiB of a GC run's output by default; GC_OUTPUT_CAP_BYTES between 1 KiB and 64 MiB", () => {
+    expect(loadConfig(base).gc.outputCapBytes).toBe(1024 * 1024);
+    expect(loadConfig({ ...base, GC_OUTPUT_CAP_BYTES: '4096' }).gc.outputCapBytes).toBe(4096);
+    expect(() => loadConfig({ ...base, GC_OUTPUT_CAP_BYTES: '100' })).toThrow(/GC_OUTPUT_CAP_BYTES/);
+    expect(() => loadConfig({ ...base, GC_OUTPUT_CAP_BYTES: String(65 * 1024 * 1024) })).toThrow(
+      /GC_OUTPUT_CAP_BYTES/,
+    );
+  });
+
   it('accepts a base64 key', () => {
     const c = loadConfig({ ...base, SECRETS_KEY: Buffer.alloc(32, 7).toString('base64') });
     expect(c.secretsKey.equals(Buffer.alloc(32, 7))).toBe(true);

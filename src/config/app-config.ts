@@ -42,6 +42,8 @@ export class AppConfig {
     sweepEveryMs: number;
     /** A finished run's output is dropped after this many days. */
     outputRetentionDays: number;
+    /** Bytes of a run's output kept (head and tail); the parse reads the whole stream. */
+    outputCapBytes: number;
     readyTimeoutMs: number;
     verifyConcurrency: number;
     verifySample: number;
@@ -110,6 +112,7 @@ export class AppConfig {
       heartbeatMs: e.GC_HEARTBEAT_MS,
       sweepEveryMs: e.GC_SWEEP_EVERY_MS,
       outputRetentionDays: e.GC_OUTPUT_RETENTION_DAYS,
+      outputCapBytes: e.GC_OUTPUT_CAP_BYTES,
       readyTimeoutMs: e.GC_READY_TIMEOUT_MS,
       verifyConcurrency: e.GC_VERIFY_CONCURRENCY,
       verifySample: e.GC_VERIFY_SAMPLE,

@@ -83,6 +83,15 @@ export const envSchema = z.object({
     .describe(
       "a finished GC run's output is dropped after this many days; the run and its audit events stay",
     ),
+  GC_OUTPUT_CAP_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024)
+    .describe(
+      "how much of a GC run's output is kept (its first and last halves, the cut marked); the counts and digests are read from all of it",
+    ),
   GC_READY_TIMEOUT_MS: z.coerce
     .number()
     .int()

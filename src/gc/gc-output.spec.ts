@@ -163,6 +163,23 @@ describe('GcOutputParser', () => {
     expect(parser.end()).toEqual(parseGcOutput(text));
   });
 
+  it('puts lines together per stream: a log line on stderr does not cut into a half-written stdout line', () => {
+    const d = `sha256:${'ab'.repeat(32)}`;
+    const parser = new GcOutputParser();
+    parser.write('team/app\nteam/app: marking manifest sha2', 'stdout');
+    parser.write(
+      'time="2026-01-01T00:00:00Z" level=info msg="Deleting blob: /docker/registry/v2/blobs/sha256/ab/',
+      'stderr',
+    );
+    parser.write(`56:${'ab'.repeat(32)} \nblob eligible for del`, 'stdout');
+    parser.write(`${'ab'.repeat(32)}"\n`, 'stderr');
+    parser.write(`etion: ${d}`, 'stdout');
+    const s = parser.end();
+    expect(s.markedManifests).toEqual([{ repository: 'team/app', digest: d }]);
+    expect(s.blobsDeleted).toEqual([d]);
+    expect(s.confirmed.blobs).toEqual([d]);
+  });
+
   it('takes CRLF, JSON log lines, warnings, panics and the pre-2.7 summary', () => {
     const d = `sha256:${'cd'.repeat(32)}`;
     const s = parseGcOutput(

@@ -92,9 +92,13 @@ const RE = {
   ),
 };
 
-/** Incremental: feed chunks as they arrive with write(), then end() once for the summary. */
+/**
+ * Incremental: feed chunks as they arrive with write(), then end() once for the summary. Lines are put
+ * together per stream, so a chunk of stderr that arrives while a line of stdout is half written does not
+ * cut into it. Fed the whole stream, it is not bound by the executor's cap on the output it keeps.
+ */
 export class GcOutputParser {
-  private pending = '';
+  private readonly pending = { stdout: '', stderr: '' };
   private currentRepository: string | null = null;
   private sawV3 = false;
   private saw28 = false;
@@ -117,19 +121,21 @@ export class GcOutputParser {
     nothingStored: false,
   };
 
-  write(chunk: string): void {
-    this.pending += chunk;
+  write(chunk: string, stream: 'stdout' | 'stderr' = 'stdout'): void {
+    const text = this.pending[stream] + chunk;
+    let start = 0;
     let newline: number;
-    while ((newline = this.pending.indexOf('\n')) !== -1) {
-      this.line(this.pending.slice(0, newline));
-      this.pending = this.pending.slice(newline + 1);
+    while ((newline = text.indexOf('\n', start)) !== -1) {
+      this.line(text.slice(start, newline));
+      start = newline + 1;
     }
+    this.pending[stream] = text.slice(start);
   }
 
   end(): GcOutputSummary {
-    if (this.pending) {
-      this.line(this.pending);
-      this.pending = '';
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (this.pending[stream]) this.line(this.pending[stream]);
+      this.pending[stream] = '';
     }
     const s = this.summary;
     s.version = this.sawV3 ? '3' : this.saw28 ? '2.8' : 'unknown';

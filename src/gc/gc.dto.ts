@@ -203,7 +203,8 @@ export class GcRunView {
   @ApiPropertyOptional({ nullable: true }) @Field(() => Int, { nullable: true }) exitCode: number | null;
   @ApiPropertyOptional({
     nullable: true,
-    description: 'The command output (size-capped: head and tail kept)',
+    description:
+      'The command output, GC_OUTPUT_CAP_BYTES of it at most (head and tail kept, the cut marked; outputTruncated says so). The counts are read from all of it.',
   })
   @Field(() => String, { nullable: true })
   output: string | null;

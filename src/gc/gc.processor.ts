@@ -16,8 +16,8 @@ import type { RegistryClient } from '../registries/client/registry-client.js';
 import { RegistriesService } from '../registries/registries.service.js';
 import { RegistryClients } from '../registries/registry-clients.service.js';
 import type { RegistryEntity } from '../registries/registry.entity.js';
-import { type ExecResult, type GcExecutor } from './executors/gc-executor.js';
-import { parseGcOutput, type GcOutputSummary, type RepositoryDigest } from './gc-output.js';
+import { type ExecResult, type GcCommandOptions, type GcExecutor } from './executors/gc-executor.js';
+import { GcOutputParser, type GcOutputSummary, type RepositoryDigest } from './gc-output.js';
 import { GcSettingsService } from './gc-settings.service.js';
 import {
   blobDataPath,
@@ -478,13 +478,12 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
 
       progress.to('collecting');
       collecting = true;
-      const out = await executor.garbageCollect({
+      const { out, summary } = await this.collect(executor, {
         dryRun: false,
         deleteUntagged: run.deleteUntagged,
         onOutput: (chunk) => progress.output(chunk),
         signal,
       });
-      const summary = parseGcOutput(out.output);
       progress.final(out);
       Object.assign(fields, {
         blobs_marked: summary.blobsMarked,
@@ -745,6 +744,27 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     };
   }
 
+  /**
+   * Runs the collector. What it deleted (or would) is read from its whole output as it streams: the run
+   * keeps only GC_OUTPUT_CAP_BYTES of it, and on a big registry the middle cut out of that holds the summary
+   * and most of the digests.
+   */
+  private async collect(
+    executor: GcExecutor,
+    opts: GcCommandOptions,
+  ): Promise<{ out: ExecResult; summary: GcOutputSummary }> {
+    const parser = new GcOutputParser();
+    const out = await executor.garbageCollect({
+      ...opts,
+      outputCap: this.config.gc.outputCapBytes,
+      onOutput: (chunk, stream) => {
+        parser.write(chunk, stream);
+        opts.onOutput?.(chunk, stream);
+      },
+    });
+    return { out, summary: parser.end() };
+  }
+
   /** A dry run of the collector: what a real run would delete, with disk usage and ages from the storage. */
   private async plan(
     executor: GcExecutor,
@@ -752,12 +772,11 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     run: GcRunEntity,
     signal: AbortSignal,
   ): Promise<Plan> {
-    const output = await executor.garbageCollect({
+    const { out: output, summary } = await this.collect(executor, {
       dryRun: true,
       deleteUntagged: run.deleteUntagged,
       signal,
     });
-    const summary = parseGcOutput(output.output);
     if (output.exitCode !== 0 && summary.nothingStored)
       return { empty: true, summary, output, blobs: new Map(), bytesEstimated: 0 };
     if (output.exitCode !== 0 || summary.errors.length)

@@ -155,7 +155,7 @@ export class DockerGcExecutor implements GcExecutor {
       exec.start({ hijack: true, stdin: false, Detach: false, Tty: false }),
     )) as Duplex;
 
-    const collector = new OutputCollector(opts.onOutput);
+    const collector = new OutputCollector(opts.onOutput, opts.outputCap);
     let aborted = false;
     // stdout and stderr frames interleave: an abort can come before the PID line; then kill on arrival
     const kill = (pid: number) => {

@@ -12,11 +12,13 @@ export interface ExecOptions {
   /** Aborting kills the process where the executor can (see each executor) and rejects with EXECUTOR_ABORTED. */
   signal?: AbortSignal;
   env?: Record<string, string>;
+  /** How much of the output the result keeps (its head and tail); default OUTPUT_CAP_BYTES. onOutput sees all of it. */
+  outputCap?: number;
 }
 
 export interface ExecResult {
   exitCode: number;
-  /** stdout and stderr interleaved in arrival order; at most OUTPUT_CAP_BYTES (head and tail kept, the cut marked). */
+  /** stdout and stderr interleaved in arrival order; at most `outputCap` bytes (head and tail kept, the cut marked). */
   output: string;
   outputTruncated: boolean;
 }

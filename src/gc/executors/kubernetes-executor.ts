@@ -170,7 +170,7 @@ export class KubernetesGcExecutor implements GcExecutor {
     const withVars = withEnv(argv, { ...this.config.env, ...opts.env });
     const command = killable ? pidWrapped(withVars) : withVars;
 
-    const collector = new OutputCollector(opts.onOutput);
+    const collector = new OutputCollector(opts.onOutput, opts.outputCap);
     let aborted = false;
     // stdout and stderr are separate channels: an abort can come before the PID line; then kill on arrival
     const kill = (pid: number) => {

@@ -43,11 +43,11 @@ export class LocalGcExecutor extends CommandGcExecutor {
  */
 export function runProcess(
   argv: string[],
-  opts: Pick<ExecOptions, 'onOutput' | 'signal'>,
+  opts: Pick<ExecOptions, 'onOutput' | 'signal' | 'outputCap'>,
 ): Promise<ExecResult> {
   const { signal } = opts;
   if (signal?.aborted) return Promise.reject(abortedError(`${argv[0]}`));
-  const collector = new OutputCollector(opts.onOutput);
+  const collector = new OutputCollector(opts.onOutput, opts.outputCap);
   const command = Spawner.get().run(argv, {
     onData: (fd, data) => collector.write(fd === 1 ? 'stdout' : 'stderr', data),
   });

@@ -92,7 +92,7 @@ export class SshGcExecutor extends CommandGcExecutor {
       }
     });
 
-    const collector = new OutputCollector(opts.onOutput);
+    const collector = new OutputCollector(opts.onOutput, opts.outputCap);
     let aborted = false;
     // stdout and stderr travel apart: an abort can come before the PID line; then kill on arrival
     const kill = (pid: number) => {
