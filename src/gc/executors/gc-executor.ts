@@ -14,6 +14,12 @@ export interface ExecOptions {
   env?: Record<string, string>;
   /** How much of the output the result keeps (its head and tail); default OUTPUT_CAP_BYTES. onOutput sees all of it. */
   outputCap?: number;
+  /**
+   * The command prints thousands of short lines (the collector, a few per blob). The `local` executor then
+   * has it write them to files read a few dozen times a second rather than to pipes, whose reader is
+   * woken for every line; the output arrives in fewer, later chunks. Others stream it as they do anything.
+   */
+  manyLines?: boolean;
 }
 
 export interface ExecResult {
@@ -495,7 +501,7 @@ export abstract class CommandGcExecutor implements GcExecutor {
   }
 
   garbageCollect(opts: GcCommandOptions): Promise<ExecResult> {
-    return this.exec(gcArgv(this.command, this.target.configPath, opts), opts);
+    return this.exec(gcArgv(this.command, this.target.configPath, opts), { ...opts, manyLines: true });
   }
 
   get storagePath(): string {

@@ -43,13 +43,14 @@ export class LocalGcExecutor extends CommandGcExecutor {
  */
 export function runProcess(
   argv: string[],
-  opts: Pick<ExecOptions, 'onOutput' | 'signal' | 'outputCap'>,
+  opts: Pick<ExecOptions, 'onOutput' | 'signal' | 'outputCap' | 'manyLines'>,
 ): Promise<ExecResult> {
   const { signal } = opts;
   if (signal?.aborted) return Promise.reject(abortedError(`${argv[0]}`));
   const collector = new OutputCollector(opts.onOutput, opts.outputCap);
   const command = Spawner.get().run(argv, {
     onData: (fd, data) => collector.write(fd === 1 ? 'stdout' : 'stderr', data),
+    viaFiles: opts.manyLines,
   });
   let aborted = false;
   let killTimer: NodeJS.Timeout | undefined;

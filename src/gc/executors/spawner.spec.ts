@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { LocalGcExecutor } from './local-executor.js';
@@ -53,6 +54,53 @@ describe('local commands through the spawner process', () => {
     expect(lines[0]).toBe('1');
     expect(lines[199_999]).toBe('200000');
     expect(r.outputTruncated).toBe(true); // the result is capped; onOutput saw everything
+  });
+
+  it("reads the collector's output through files, whole and per stream, and closes them", async () => {
+    const helperFds = () => readdirSync(`/proc/${Spawner.get().pid}/fd`).length;
+    // The collector's argv is the configured command followed by `garbage-collect <config>`.
+    const collector = new LocalGcExecutor({
+      type: 'local',
+      command: [
+        'sh',
+        '-c',
+        'readlink /proc/self/fd/1; i=0; while [ $i -lt 3000 ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; printf last',
+      ],
+      configPath: '/etc/registry/config.yml',
+      storagePath: '/var/lib/registry',
+    });
+    await executor.exec(['true']);
+    const fdsBefore = helperFds();
+    const seen = { stdout: '', stderr: '' };
+    const r = await collector.garbageCollect({
+      dryRun: false,
+      deleteUntagged: false,
+      onOutput: (chunk, stream) => (seen[stream] += chunk),
+    });
+    expect(r.exitCode).toBe(0);
+    const out = seen.stdout.split('\n');
+    expect(out[0]).toMatch(/^\/.*registry-gateway-.*-out-.* \(deleted\)$/); // a file, not a pipe
+    expect(out.slice(1)).toEqual([...Array.from({ length: 3000 }, (_, i) => `out ${i}`), 'last']);
+    expect(seen.stderr).toBe(Array.from({ length: 3000 }, (_, i) => `err ${i}\n`).join(''));
+    expect(helperFds()).toBe(fdsBefore);
+    // Anything else goes through pipes.
+    const other = await executor.exec(['readlink', '/proc/self/fd/1']);
+    expect(other.output).not.toMatch(/registry-gateway/);
+  });
+
+  it('reads an output larger than what waits for the worker through files, in order', async () => {
+    const chunks: string[] = [];
+    const r = await executor.exec(['seq', '1', '300000'], {
+      onOutput: (c) => chunks.push(c),
+      manyLines: true,
+    });
+    expect(r.exitCode).toBe(0);
+    const lines = chunks.join('').trimEnd().split('\n');
+    expect(lines).toHaveLength(300_000);
+    expect(lines[0]).toBe('1');
+    expect(lines[299_999]).toBe('300000');
+    const missing = await executor.exec(['no-such-command-anywhere'], { manyLines: true });
+    expect(missing).toMatchObject({ exitCode: 127, output: 'no-such-command-anywhere: command not found\n' });
   });
 
   it('kills the whole process group on abort', async () => {

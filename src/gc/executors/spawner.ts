@@ -13,6 +13,12 @@ export interface SpawnedExit {
 
 export interface SpawnHandlers {
   onData: (fd: 1 | 2, data: Buffer) => void;
+  /**
+   * The command prints thousands of short lines (the collector): its output goes into files the helper
+   * reads a few dozen times a second, instead of pipes whose reader is woken for every line (see
+   * spawner-child.ts). The output then arrives up to 25 ms late.
+   */
+  viaFiles?: boolean;
 }
 
 interface Pending extends SpawnHandlers {
@@ -54,7 +60,7 @@ export class Spawner {
     const done = new Promise<SpawnedExit>((resolve) => this.pending.set(id, { ...handlers, resolve }));
     // The channel keeps the process alive while a command runs, and only then.
     child.channel?.ref();
-    child.send({ op: 'run', id, argv });
+    child.send({ op: 'run', id, argv, viaFiles: handlers.viaFiles });
     return {
       done,
       kill: (signal) => {
