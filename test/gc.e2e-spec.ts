@@ -47,7 +47,6 @@ interface RunView {
   bytesAfter: number | null;
   bytesFreed: number | null;
   bytesEstimated: number | null;
-  output: string | null;
   verification: GcVerification | null;
   error: { code: string; message: string } | null;
 }
@@ -110,6 +109,13 @@ describe('garbage collection through the gateway, on real registries', () => {
     }
   }
 
+  /** A run's output, apart from the run (text/plain). */
+  async function outputOf(id: string): Promise<string> {
+    const res = await http().get(`/api/v1/gc-runs/${id}/output`).expect(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain/);
+    return res.text;
+  }
+
   async function deleteThroughGateway(name: string, images: PushedImage[]) {
     const res = await http()
       .post('/api/v1/deletions')
@@ -161,7 +167,8 @@ describe('garbage collection through the gateway, on real registries', () => {
     // Six 4 MiB layers, three configs and the three manifests (stored as blobs too) only the deleted images used.
     expect(planned.blobsDeleted).toBe(12);
     expect(planned.bytesEstimated).toBeGreaterThan(24 * MiB);
-    expect(planned.output).toContain('blob eligible for deletion');
+    expect(planned).not.toHaveProperty('output'); // read apart: GET /gc-runs/:id/output
+    expect(await outputOf(planned.id)).toContain('blob eligible for deletion');
     expect(await snapshot(service.storagePath)).toEqual(before);
 
     const res = await http().post('/api/v1/registries/seed/gc').send({}).expect(202);
@@ -186,7 +193,6 @@ describe('garbage collection through the gateway, on real registries', () => {
     expect(await service.isReadOnly()).toBe(false);
     const history = (await http().get('/api/v1/gc-runs?registry=seed').expect(200)).body;
     expect(history.items.map((r: RunView) => r.id)).toEqual([run.id, planned.id]);
-    expect(history.items[0].output).toBeNull(); // listings leave the output out; GET /gc-runs/:id has it
     const actions = await env.query<{ action: string }>(
       `SELECT action FROM audit_events WHERE subject_id = $1 ORDER BY seq`,
       [run.id],
@@ -215,8 +221,8 @@ describe('garbage collection through the gateway, on real registries', () => {
     const gql = await http()
       .post('/graphql')
       .send({
-        query: `query($id: ID!) { gcRun(id: $id) { id status bytesFreed verification { ok deletedBlobsChecked } phaseMs }
-                 gcRuns(registry: "seed") { items { id dryRun } } }`,
+        query: `query($id: ID!) { gcRun(id: $id) { id status bytesFreed verification { ok deletedBlobsChecked } phaseMs output }
+                 gcRuns(registry: "seed") { items { id dryRun output } } }`,
         variables: { id: run.id },
       })
       .expect(200);
@@ -227,6 +233,9 @@ describe('garbage collection through the gateway, on real registries', () => {
       verification: { ok: true },
     });
     expect(gql.body.data.gcRun.phaseMs.collecting).toBeGreaterThan(0);
+    // The output only when asked for; the runs of a page in one query.
+    expect(gql.body.data.gcRun.output).toBe(await outputOf(run.id));
+    expect(gql.body.data.gcRuns.items[1].output).toBe(await outputOf(planned.id));
     expect(gql.body.data.gcRuns.items.map((r: { dryRun: boolean }) => r.dryRun)).toEqual([false, true]);
     const again = await http()
       .post('/graphql')
@@ -341,7 +350,7 @@ describe('garbage collection through the gateway, on real registries', () => {
     expect((await sweep()).queued.filter((q) => q !== lost)).toEqual([]);
     const finished = await waitRun(lost);
     expect(finished).toMatchObject({ error: null, status: 'succeeded', dryRun: true, outputRemovedAt: null });
-    expect(finished.output).toContain('garbage collect');
+    expect(await outputOf(lost)).toContain('garbage collect');
 
     // Outputs are dropped GC_OUTPUT_RETENTION_DAYS (90) after a run ended; the run itself stays.
     await env.query(`UPDATE gc_runs SET finished_at = now() - interval '91 days' WHERE id = $1`, [id]);
@@ -352,12 +361,14 @@ describe('garbage collection through the gateway, on real registries', () => {
     await env.query(`UPDATE gc_runs SET output = 'old output' WHERE id = $1`, [id]);
     expect((await sweep()).outputsRemoved).toBeLessThanOrEqual(1);
     const old = (await http().get(`/api/v1/gc-runs/${id}`).expect(200)).body as RunView;
-    expect(old).toMatchObject({ status: 'failed', output: null, error: { code: 'WORKER_LOST' } });
+    expect(old).toMatchObject({ status: 'failed', error: { code: 'WORKER_LOST' } });
     expect(old.outputRemovedAt).not.toBeNull();
+    const gone = await http().get(`/api/v1/gc-runs/${id}/output`).expect(410);
+    expect(gone.body.error).toMatchObject({ code: 'GC_OUTPUT_REMOVED' });
     expect((await http().get(`/api/v1/gc-runs/${lost}`).expect(200)).body).toMatchObject({
-      output: 'kept for the record',
       outputRemovedAt: null,
     });
+    expect(await outputOf(lost)).toBe('kept for the record');
   });
 
   describe('the corruption case: push, delete, GC, push the same image again, pull every layer', () => {
@@ -565,7 +576,7 @@ describe('garbage collection through the gateway, on real registries', () => {
       });
       expect(run).toMatchObject({ status: 'succeeded', bytesBefore: null, bytesFreed: null });
       expect(run.bytesAfter).toBeGreaterThan(0);
-      expect(run.output).toContain(`blob eligible for deletion: ${stray}`);
+      expect(await outputOf(run.id)).toContain(`blob eligible for deletion: ${stray}`);
       expect(run.verification).toMatchObject({ ok: true });
     });
 
@@ -882,8 +893,10 @@ describe('a run whose output is longer than what is kept (GC_OUTPUT_CAP_BYTES)',
         blobsMarked: 10,
         outputTruncated: true,
       });
-      expect(dry.output!.length).toBeLessThan(2048 + 200);
-      expect(dry.output).toMatch(/bytes of output omitted here/);
+      const kept = await http().get(`/api/v1/gc-runs/${dry.id}/output`).expect(200);
+      expect(kept.headers['x-output-truncated']).toBe('true');
+      expect(kept.text.length).toBeLessThan(2048 + 200);
+      expect(kept.text).toMatch(/marking [^]*bytes of output omitted here[^]*blob eligible for deletion: /);
 
       const run = await finished(
         (await http().post('/api/v1/registries/chatty/gc').send({}).expect(202)).body.id,

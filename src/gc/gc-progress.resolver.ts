@@ -26,7 +26,7 @@ export class GcProgressResolver {
 
   @Subscription(() => GcRunView, {
     description:
-      'A GC run as it progresses: its state now, then every phase change and heartbeat (with the output so far), ending when it succeeds, fails or is cancelled. Needs gc:read on its registry.',
+      'A GC run as it progresses: its state now, then every phase change and heartbeat (with the output so far, when `output` is asked for), ending when it succeeds, fails or is cancelled. Needs gc:read on its registry.',
     resolve: (value: GcRunView) => value,
   })
   @RequirePermission('gc:read', { checkedInHandler: true })
@@ -46,7 +46,6 @@ export class GcProgressResolver {
           r.cancelRequested,
           r.blobsDeleted,
           r.bytesFreed,
-          r.output?.length,
         ]),
       watch: (changed) => this.notifications.listen(Channels.gcRun, id, changed),
       pollMs: this.config.graphql.subscriptionPollMs,

@@ -1,5 +1,5 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { RequirePermission } from '../auth/auth.decorators.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
@@ -53,7 +53,7 @@ export class GcController {
   @Get('gc-runs/:id')
   @RequirePermission('gc:read', { checkedInHandler: true })
   @ApiOperation({
-    summary: 'One GC run: phase, counts, bytes, output, verification, error',
+    summary: 'One GC run: phase, counts, bytes, verification, error (its output: GET /gc-runs/:id/output)',
     description:
       'With `wait=N` the answer comes as soon as the run finishes, or after N seconds (at most 60) with the run as it is then: a script waits for a run with one request at a time instead of polling.',
   })
@@ -70,8 +70,8 @@ export class GcController {
 
   /**
    * The run once it has finished (followed the way the GraphQL subscription follows it), or as it is
-   * after `ms`. Only its status is read at each change (a run changes at every heartbeat and carries up
-   * to 1 MiB of output); the whole run once, at the end.
+   * after `ms`. Only its status is read at each change (a run changes at every heartbeat); the whole
+   * run once, at the end.
    */
   private async untilFinished(id: string, ms: number): Promise<GcRunView> {
     const feed = liveFeed<string>({
@@ -94,6 +94,27 @@ export class GcController {
       await feed.return?.();
     }
     return this.gc.get(id);
+  }
+
+  @Get('gc-runs/:id/output')
+  @RequirePermission('gc:read', { checkedInHandler: true })
+  @ApiOperation({
+    summary: 'A GC run’s output (text/plain)',
+    description:
+      'What the collector printed, stdout and stderr as they came: while it runs the last 64 KiB, once it ended all of it, GC_OUTPUT_CAP_BYTES at most (head and tail kept, the cut marked; `X-Output-Truncated: true`). Empty before the collector printed anything. 410 GC_OUTPUT_REMOVED once dropped, GC_OUTPUT_RETENTION_DAYS after the run ended.',
+  })
+  @ApiProduces('text/plain')
+  @ApiOkResponse({ schema: { type: 'string' }, description: 'The output' })
+  async output(
+    @Param() p: GcRunIdParam,
+    @Ctx() ctx: RequestContext,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ): Promise<string> {
+    const { output, truncated } = await this.gc.outputFor(p.id, ctx);
+    void reply
+      .header('content-type', 'text/plain; charset=utf-8')
+      .header('x-output-truncated', String(truncated));
+    return output;
   }
 
   @Post('gc-runs/:id/cancel')

@@ -201,14 +201,15 @@ export class GcRunView {
   @Field(() => Number, { nullable: true })
   bytesEstimated: number | null;
   @ApiPropertyOptional({ nullable: true }) @Field(() => Int, { nullable: true }) exitCode: number | null;
-  @ApiPropertyOptional({
-    nullable: true,
+  @ApiProperty({
     description:
-      'The command output, GC_OUTPUT_CAP_BYTES of it at most (head and tail kept, the cut marked; outputTruncated says so). The counts are read from all of it.',
+      'The output kept was cut to GC_OUTPUT_CAP_BYTES (head and tail kept, the cut marked); the counts are read from all of it. The output itself: GET /gc-runs/:id/output, or the `output` field in GraphQL.',
   })
-  @Field(() => String, { nullable: true })
-  output: string | null;
-  @ApiProperty() @Field() outputTruncated: boolean;
+  @Field({
+    description:
+      'The output kept was cut to GC_OUTPUT_CAP_BYTES (head and tail kept, the cut marked); the counts are read from all of it.',
+  })
+  outputTruncated: boolean;
   @ApiPropertyOptional({
     nullable: true,
     description:

@@ -1,6 +1,7 @@
-import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { Args, Context, ID, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
 import { RequirePermission } from '../auth/auth.decorators.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
+import { requestLoader } from '../common/request-loaders.js';
 import { GcSettingsDto, GcSettingsView } from './gc-settings.dto.js';
 import { GcSettingsService } from './gc-settings.service.js';
 import { GcRequestDto, GcRunPage, GcRunQueryDto, GcRunView } from './gc.dto.js';
@@ -47,6 +48,24 @@ export class GcResolver {
   @RequirePermission('gc:read', { registryParam: 'registry' })
   gcRuns(@Args() q: GcRunQueryDto): Promise<GcRunPage> {
     return this.gc.list(q);
+  }
+
+  @ResolveField('output', () => String, {
+    nullable: true,
+    description:
+      'What the collector printed, stdout and stderr as they came: while it runs the last 64 KiB, once it ended all of it, GC_OUTPUT_CAP_BYTES at most (head and tail kept, the cut marked: outputTruncated). Null before it printed anything, and once dropped (outputRemovedAt). Read only when asked for: the runs of a page in one query.',
+  })
+  @RequirePermission('gc:read', { checkedInHandler: true })
+  output(
+    @Parent() run: GcRunView,
+    @Context('req') req: object,
+    @Ctx() ctx: RequestContext,
+  ): Promise<string | null> | null {
+    // Whoever was given the run may read it; checked again, as the field is resolved on its own.
+    if (!ctx.access?.canInRegistry('gc:read', run.registry)) return null;
+    return requestLoader<string, string | null>(req, 'gc-run-output', (ids) => this.gc.outputs(ids)).load(
+      run.id,
+    );
   }
 
   @Query(() => GcSettingsView, { description: 'How GC runs for a registry (needs registries:read on it).' })

@@ -139,14 +139,22 @@ export class GcService {
     ctx: RequestContext,
     permission: 'gc:read' | 'gc:run' = 'gc:read',
   ): Promise<GcRunView> {
-    const run = await this.withOutput().where('r.id = :id', { id }).getOne();
+    return toView(await this.readable(id, ctx, permission));
+  }
+
+  private async readable(
+    id: string,
+    ctx: RequestContext,
+    permission: 'gc:read' | 'gc:run',
+  ): Promise<GcRunEntity> {
+    const run = await this.ds.getRepository(GcRunEntity).findOneBy({ id });
     if (!run) {
       if (!ctx.access?.can(permission)) throw new ForbiddenError(permission);
       throw new NotFoundError('GC_RUN_NOT_FOUND', `GC run ${id} does not exist`, { id });
     }
     if (!ctx.access?.canInRegistry(permission, run.registry))
       throw new ForbiddenError(permission, { registry: run.registry });
-    return toView(run);
+    return run;
   }
 
   /** Only the run's status: what a wait for its end reads at every change (heartbeats included). */
@@ -157,9 +165,36 @@ export class GcService {
   }
 
   async find(id: string): Promise<GcRunEntity> {
-    const run = await this.withOutput().where('r.id = :id', { id }).getOne();
+    const run = await this.ds.getRepository(GcRunEntity).findOneBy({ id });
     if (!run) throw new NotFoundError('GC_RUN_NOT_FOUND', `GC run ${id} does not exist`, { id });
     return run;
+  }
+
+  /**
+   * A run's output, if the caller may read its registry's runs: while it runs the last 64 KiB, once the
+   * collector ended all of it (GC_OUTPUT_CAP_BYTES at most, `truncated` when cut). 410 GC_OUTPUT_REMOVED
+   * once it was dropped (GC_OUTPUT_RETENTION_DAYS); empty before the collector printed anything.
+   */
+  async outputFor(id: string, ctx: RequestContext): Promise<{ output: string; truncated: boolean }> {
+    const run = await this.readable(id, ctx, 'gc:read');
+    if (run.outputRemovedAt)
+      throw new DomainError(
+        'GC_OUTPUT_REMOVED',
+        `the output of GC run ${id} was dropped on ${run.outputRemovedAt.toISOString()}, GC_OUTPUT_RETENTION_DAYS after the run ended; its counts, verification and audit events stay`,
+        410,
+        { id, outputRemovedAt: run.outputRemovedAt.toISOString() },
+      );
+    const [output] = await this.outputs([id]);
+    return { output: output ?? '', truncated: run.outputTruncated };
+  }
+
+  /** The outputs of runs, in the order of `ids` (null: none, or dropped). */
+  async outputs(ids: readonly string[]): Promise<(string | null)[]> {
+    const rows = (await this.ds.query(`SELECT id, output FROM gc_runs WHERE id = ANY($1::uuid[])`, [
+      [...new Set(ids)],
+    ])) as { id: string; output: string | null }[];
+    const byId = new Map(rows.map((r) => [r.id, r.output]));
+    return ids.map((id) => byId.get(id) ?? null);
   }
 
   /**
@@ -198,7 +233,9 @@ export class GcService {
   }
 
   async active(registryId: string): Promise<GcRunEntity | null> {
-    return this.withOutput()
+    return this.ds
+      .getRepository(GcRunEntity)
+      .createQueryBuilder('r')
       .where('r.registryId = :registryId', { registryId })
       .andWhere(`r.status IN ('queued', 'running')`)
       .getOne();
@@ -229,11 +266,6 @@ export class GcService {
     };
   }
 
-  /** Runs with their output, which is not read unless asked for (see GcRunEntity.output). */
-  private withOutput() {
-    return this.ds.getRepository(GcRunEntity).createQueryBuilder('r').addSelect('r.output');
-  }
-
   audit(
     m: EntityManager,
     run: GcRunEntity,
@@ -255,7 +287,7 @@ export class GcService {
 
 const num = (v: string | null) => (v === null ? null : Number(v));
 
-/** The API's view of a run; `output` is null unless the run was read with it (GcService.withOutput). */
+/** The API's view of a run; its output is read apart (GcService.outputFor, GraphQL's GcRun.output). */
 export function toView(r: GcRunEntity): GcRunView {
   return {
     id: r.id,
@@ -279,7 +311,6 @@ export function toView(r: GcRunEntity): GcRunView {
     bytesFreed: num(r.bytesFreed),
     bytesEstimated: num(r.bytesEstimated),
     exitCode: r.exitCode,
-    output: r.output ?? null,
     outputTruncated: r.outputTruncated,
     outputRemovedAt: r.outputRemovedAt,
     verification: r.verification,
