@@ -169,6 +169,11 @@ describe('garbage collection through the gateway, on real registries', () => {
     expect(planned.bytesEstimated).toBeGreaterThan(24 * MiB);
     expect(planned).not.toHaveProperty('output'); // read apart: GET /gc-runs/:id/output
     expect(await outputOf(planned.id)).toContain('blob eligible for deletion');
+    // Outputs are stored lz4-compressed where the server has it (this one does).
+    const [column] = await env.query<{ attcompression: string }>(
+      `SELECT attcompression FROM pg_attribute WHERE attrelid = 'gc_runs'::regclass AND attname = 'output'`,
+    );
+    expect(column.attcompression).toBe('l');
     expect(await snapshot(service.storagePath)).toEqual(before);
 
     const res = await http().post('/api/v1/registries/seed/gc').send({}).expect(202);

@@ -10,6 +10,7 @@ import { AuditConsole1795400000500 } from '../../migrations/1795400000500-audit-
 import { GcVerification1795400000600 } from '../../migrations/1795400000600-gc-verification.js';
 import { RegistryEventsSeenAge1795400000700 } from '../../migrations/1795400000700-registry-events-seen-age.js';
 import { GcOutputRetention1795400000800 } from '../../migrations/1795400000800-gc-output-retention.js';
+import { GcOutputLz41795400000900 } from '../../migrations/1795400000900-gc-output-lz4.js';
 import { AuditEventEntity } from '../audit/audit.entity.js';
 import { RoleBindingEntity, ServiceAccountEntity, ServiceAccountTokenEntity } from '../auth/auth.entity.js';
 import { DeletionItemEntity, DeletionRequestEntity } from '../deletions/deletion.entity.js';
@@ -48,6 +49,7 @@ export const migrations = [
   GcVerification1795400000600,
   RegistryEventsSeenAge1795400000700,
   GcOutputRetention1795400000800,
+  GcOutputLz41795400000900,
 ];
 
 /**
