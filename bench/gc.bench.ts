@@ -271,13 +271,7 @@ async function runGateway(gateway: GatewayProcess, env: TestEnvironment): Promis
 async function configure(gateway: GatewayProcess, name: string, registry: RegistryService): Promise<void> {
   await gateway.request('POST', '/api/v1/registries', { name, url: registry.url });
   await gateway.request('PUT', `/api/v1/registries/${name}/gc-settings`, {
-    executor: {
-      type: 'local',
-      command: ['docker-registry'],
-      configPath: registry.configPath,
-      storagePath: registry.storagePath,
-      lifecycle: registry.lifecycle,
-    },
+    executor: registry.localExecutor,
     fence: 'gateway',
     cache: { type: 'inmemory' },
     // The copies' blobs are minutes old; the grace window is about uploads still waiting for a manifest.

@@ -20,13 +20,7 @@ describe('local GC executor on a real registry', () => {
   beforeAll(async () => {
     service = await RegistryService.create();
     pusher = new ImagePusher(service.url);
-    executor = createExecutor({
-      type: 'local',
-      command: ['docker-registry'],
-      configPath: service.configPath,
-      storagePath: service.storagePath,
-      lifecycle: service.lifecycle,
-    });
+    executor = createExecutor(service.localExecutor);
   });
 
   afterAll(async () => {

@@ -43,13 +43,7 @@ describe('GC survives a crashed worker', () => {
     });
     await api('POST', '/api/v1/registries', { name: 'main', url: service.url });
     await api('PUT', '/api/v1/registries/main/gc-settings', {
-      executor: {
-        type: 'local',
-        command: ['docker-registry'],
-        configPath: service.configPath,
-        storagePath: service.storagePath,
-        lifecycle: service.lifecycle,
-      },
+      executor: service.localExecutor,
       fence: 'readonly',
       // A fresh orphan blob keeps the run waiting, fenced, long enough to kill its worker.
       graceSeconds: 30,

@@ -84,13 +84,7 @@ describe('garbage collection through the gateway, on real registries', () => {
     await http()
       .put(`/api/v1/registries/${name}/gc-settings`)
       .send({
-        executor: {
-          type: 'local',
-          command: ['docker-registry'],
-          configPath: service.configPath,
-          storagePath: service.storagePath,
-          lifecycle: service.lifecycle,
-        },
+        executor: service.localExecutor,
         fence: 'readonly',
         graceSeconds: 0,
         ...(typeof settings === 'function' ? settings(service) : settings),
@@ -857,13 +851,7 @@ describe('a run whose output is longer than what is kept (GC_OUTPUT_CAP_BYTES)',
       await http()
         .put('/api/v1/registries/chatty/gc-settings')
         .send({
-          executor: {
-            type: 'local',
-            command: ['docker-registry'],
-            configPath: service.configPath,
-            storagePath: service.storagePath,
-            lifecycle: service.lifecycle,
-          },
+          executor: service.localExecutor,
           fence: 'gateway',
           graceSeconds: 0,
         })
@@ -949,13 +937,7 @@ describe('GC settings from the registries file', () => {
               name: 'declared',
               url: service.url,
               gc: {
-                executor: {
-                  type: 'local',
-                  command: ['docker-registry'],
-                  configPath: service.configPath,
-                  storagePath: service.storagePath,
-                  lifecycle: service.lifecycle,
-                },
+                executor: service.localExecutor,
                 fence: 'readonly',
                 cache: { type: 'redis', addr: '127.0.0.1:6379', db: CACHE_DB },
                 cachePasswordFile: join(dir, 'redis-password'),

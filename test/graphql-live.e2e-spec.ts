@@ -340,13 +340,7 @@ describe('GraphQL mutations and subscriptions on a real registry and worker', ()
     await adminRequest(gw.server)
       .put('/api/v1/registries/live/gc-settings')
       .send({
-        executor: {
-          type: 'local',
-          command: ['docker-registry'],
-          configPath: service.configPath,
-          storagePath: service.storagePath,
-          lifecycle: service.lifecycle,
-        },
+        executor: service.localExecutor,
         fence: 'readonly',
         graceSeconds: 0,
       })

@@ -77,6 +77,17 @@ export class RegistryService {
   readonly lifecycle: RegistryLifecycleArgv;
   private watchdog?: ChildProcess;
 
+  /** GC settings' `local` executor for this registry: its collector and lifecycle run on this machine. */
+  get localExecutor() {
+    return {
+      type: 'local' as const,
+      command: ['docker-registry'],
+      configPath: this.configPath,
+      storagePath: this.storagePath,
+      lifecycle: this.lifecycle,
+    };
+  }
+
   private constructor(
     readonly workDir: string,
     readonly port: number,
