@@ -142,12 +142,15 @@ export class GcService {
     return toView(await this.readable(id, ctx, permission));
   }
 
+  /** The run (with its output when `withOutput`), if the caller may read or run its registry's runs. */
   private async readable(
     id: string,
     ctx: RequestContext,
     permission: 'gc:read' | 'gc:run',
+    withOutput = false,
   ): Promise<GcRunEntity> {
-    const run = await this.ds.getRepository(GcRunEntity).findOneBy({ id });
+    const qb = this.ds.getRepository(GcRunEntity).createQueryBuilder('r').where('r.id = :id', { id });
+    const run = await (withOutput ? qb.addSelect('r.output') : qb).getOne();
     if (!run) {
       if (!ctx.access?.can(permission)) throw new ForbiddenError(permission);
       throw new NotFoundError('GC_RUN_NOT_FOUND', `GC run ${id} does not exist`, { id });
@@ -176,7 +179,7 @@ export class GcService {
    * once it was dropped (GC_OUTPUT_RETENTION_DAYS); empty before the collector printed anything.
    */
   async outputFor(id: string, ctx: RequestContext): Promise<{ output: string; truncated: boolean }> {
-    const run = await this.readable(id, ctx, 'gc:read');
+    const run = await this.readable(id, ctx, 'gc:read', true);
     if (run.outputRemovedAt)
       throw new DomainError(
         'GC_OUTPUT_REMOVED',
@@ -184,8 +187,7 @@ export class GcService {
         410,
         { id, outputRemovedAt: run.outputRemovedAt.toISOString() },
       );
-    const [output] = await this.outputs([id]);
-    return { output: output ?? '', truncated: run.outputTruncated };
+    return { output: run.output ?? '', truncated: run.outputTruncated };
   }
 
   /** The outputs of runs, in the order of `ids` (null: none, or dropped). */
