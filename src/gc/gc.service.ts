@@ -102,7 +102,8 @@ export class GcService {
       throw new DomainError('GC_CONFLICT', 'a GC run was started and finished concurrently; try again', 409);
     }
     await this.enqueue(inserted.id);
-    return { run: toView(await this.find(inserted.id)), created: true };
+    // The run as created (queued): a worker may already have taken it, and its next read says so.
+    return { run: toView(inserted), created: true };
   }
 
   jobOptions(runId: string): JobsOptions {
