@@ -294,7 +294,7 @@ PORT=${this.port}
 INSTANCE=${this.instance}
 
 # Alive and not a zombie: an orphaned registry is reaped by PID 1, which some containers never do.
-# Bash builtins only: this runs in the loops below, where a fork each time would be the slow part.
+# Bash builtins only, like everything the loops below run: a fork each time would be the slow part.
 alive() {
   local stat
   kill -0 "$1" 2>/dev/null || return 1
@@ -305,15 +305,16 @@ alive() {
 
 pid_alive() {
   local pid
-  pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
+  read -r pid <"$PIDFILE" 2>/dev/null || return 1
   [ -n "$pid" ] && alive "$pid"
 }
 
-# Status of GET /v2/ through bash's /dev/tcp (no curl needed); empty while nothing listens, and
-# empty when what answers is not this registry (its X-Registry-Instance header is missing).
+# Sets STATUS to the status of GET /v2/ through bash's /dev/tcp (no curl needed); empty while nothing
+# listens, and empty when what answers is not this registry (its X-Registry-Instance header is missing).
 http_status() {
   local line status mine=''
-  exec 3<>"/dev/tcp/127.0.0.1/$PORT" 2>/dev/null || return 0
+  STATUS=''
+  { exec 3<>"/dev/tcp/127.0.0.1/$PORT"; } 2>/dev/null || return 0
   printf 'GET /v2/ HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3
   IFS= read -r -t 2 line <&3 || true
   set -- $line
@@ -324,12 +325,19 @@ http_status() {
     [ "\${line,,}" = "x-registry-instance: $INSTANCE" ] && mine=1
   done
   exec 3>&- 3<&-
-  [ -n "$mine" ] && printf '%s' "$status"
+  [ -n "$mine" ] && STATUS=$status
   return 0
 }
 
 port_busy() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
+  : 2>/dev/null <>"/dev/tcp/127.0.0.1/$PORT"
+}
+
+# A pause without a fork (an external sleep costs more than the wait it is polled with): a read with a
+# timeout on a pipe this shell holds both ends of, so nothing ever arrives.
+exec {NAP_FD}<> <(:)
+nap() {
+  read -r -t "$1" -u "$NAP_FD" _ || true
 }
 
 do_start() {
@@ -337,23 +345,23 @@ do_start() {
   if pid_alive; then echo "already running (pid $(cat "$PIDFILE"))"; return 0; fi
   if port_busy; then echo "port $PORT is taken by another process" >&2; return 1; fi
   rm -f "$PIDFILE"
-  echo "--- start $mode at $(date -u +%FT%TZ)" >>"$LOG"
+  TZ=UTC printf -- '--- start %s at %(%FT%TZ)T\\n' "$mode" -1 >>"$LOG"
   local ro=''
   [ "$mode" = readonly ] && ro='{"enabled":true}'
   # REGISTRY_* from the caller's environment would override the config: drop them.
-  for v in $(compgen -e | grep '^REGISTRY_' || true); do unset "$v"; done
+  for v in "\${!REGISTRY_@}"; do unset "$v"; done
   # The shell writes its own PID, then becomes the registry (exec keeps the PID), in a new session.
   if [ -n "$ro" ]; then
-    REGISTRY_STORAGE_MAINTENANCE_READONLY="$ro" setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 &
+    REGISTRY_STORAGE_MAINTENANCE_READONLY="$ro" setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 {NAP_FD}<&- &
   else
-    setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 &
+    setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 {NAP_FD}<&- &
   fi
-  local i status
-  for ((i = 0; i < ${START_TIMEOUT_S * 100}; i++)); do
-    sleep 0.01
-    status=$(http_status)
-    if [ "$status" = 200 ] || [ "$status" = 401 ]; then
-      pid_alive && { echo "started (pid $(cat "$PIDFILE"), $mode)"; return 0; }
+  local i pid
+  for ((i = 0; i < ${START_TIMEOUT_S * 200}; i++)); do
+    nap 0.005
+    http_status
+    if [ "$STATUS" = 200 ] || [ "$STATUS" = 401 ]; then
+      pid_alive && read -r pid <"$PIDFILE" && { echo "started (pid $pid, $mode)"; return 0; }
     fi
     if [ -s "$PIDFILE" ] && ! pid_alive; then
       echo "registry exited during start; log tail:" >&2
@@ -368,17 +376,19 @@ do_start() {
 
 do_stop() {
   local pid i
-  pid=$(cat "$PIDFILE" 2>/dev/null || true)
+  read -r pid <"$PIDFILE" 2>/dev/null || pid=''
   if [ -n "$pid" ] && alive "$pid"; then
     kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < ${STOP_TIMEOUT_S * 100}; i++)); do
+    for ((i = 0; i < ${STOP_TIMEOUT_S * 200}; i++)); do
       alive "$pid" || break
-      sleep 0.01
+      nap 0.005
     done
-    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.1; fi
-    echo "--- stopped pid $pid at $(date -u +%FT%TZ)" >>"$LOG"
-    # the port must be free when stop returns, so that a start right after it cannot meet the old one
-    for ((i = 0; i < 50; i++)); do port_busy || break; sleep 0.1; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; nap 0.1; fi
+    TZ=UTC printf -- '--- stopped pid %s at %(%FT%TZ)T\\n' "$pid" -1 >>"$LOG"
+    # The port must be free when stop returns, so that a start right after it cannot meet the old one. A
+    # process whose main thread has ended looks dead (a zombie) while its other threads, and so its
+    # listening socket, may still be there for a moment.
+    for ((i = 0; i < 1000; i++)); do port_busy || break; nap 0.005; done
   fi
   rm -f "$PIDFILE"
   echo stopped
