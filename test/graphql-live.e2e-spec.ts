@@ -197,8 +197,10 @@ describe('GraphQL mutations and subscriptions on a real registry and worker', ()
     const statuses = feed.values.map((v) => v.status);
     expect(statuses.at(-1)).toBe('succeeded');
     expect(feed.values.at(-1)!.counts.succeeded).toBe(16);
-    // It went through intermediate states (chunks of 4 at 8 deletes a second), each sent once, in order.
-    expect(feed.values.length).toBeGreaterThanOrEqual(4);
+    // It went through intermediate states (chunks of 4 at 8 deletes a second), each sent once, in order:
+    // at least one between the plan and the end. How many more is up to the machine's load (states 200 ms
+    // apart are sent as one); a full-suite run once saw only one.
+    expect(feed.values.length).toBeGreaterThanOrEqual(3);
     const succeeded = feed.values.map((v) => v.counts.succeeded);
     expect(succeeded).toEqual([...succeeded].sort((a, b) => a - b));
     expect(succeeded.some((n) => n > 0 && n < 16)).toBe(true);
