@@ -45,7 +45,7 @@ export class GcSettingsService {
   }
 
   /** The settings, or GC_NOT_CONFIGURED: a registry without an executor cannot be collected. */
-  async require(registry: RegistryEntity): Promise<GcSettingsEntity> {
+  async require(registry: Pick<RegistryEntity, 'id' | 'name'>): Promise<GcSettingsEntity> {
     const s = await this.find(registry.id);
     if (!s)
       throw new DomainError(

@@ -111,13 +111,14 @@ export interface RegistryCheck {
  * in a repository that linked it; and every blob of the tagged manifests checked (platform manifests of
  * indexes included) must be served: the config read (a one-byte ranged GET, so the bytes are really
  * there), the layers asked for (HEAD; the storage check has seen every layer's data). `tagged` is
- * either a list of tags (a sample) or `catalog`: every tag of every repository.
+ * either a list of tags (a sample; it may come later than the deleted blobs) or `catalog`: every tag of
+ * every repository.
  */
 export async function verifyThroughRegistry(
   client: RegistryClient,
   opts: {
     deleted: RepositoryDigest[];
-    tagged: TaggedSample[] | 'catalog';
+    tagged: TaggedSample[] | Promise<TaggedSample[]> | 'catalog';
     concurrency: number;
     signal?: AbortSignal;
   },
@@ -147,6 +148,8 @@ export async function verifyThroughRegistry(
       }),
     ),
   );
+  // Awaited at the end; a failure before (the tags to sample, say) must not leave it unhandled.
+  deletedChecks.catch(() => undefined);
 
   // Every repository at once: each request takes a slot of `limit`, so `concurrency` are in flight.
   const checkRepository = async (repository: string, only?: TaggedSample[]) => {
@@ -220,7 +223,8 @@ export async function verifyThroughRegistry(
     } while (last);
   } else {
     const byRepository = new Map<string, TaggedSample[]>();
-    for (const t of opts.tagged)
+    // The deleted blobs are being asked about meanwhile.
+    for (const t of await opts.tagged)
       byRepository.set(t.repository, [...(byRepository.get(t.repository) ?? []), t]);
     for (const [repository, tags] of byRepository) walks.push(checkRepository(repository, tags));
   }

@@ -335,17 +335,20 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
 
   private async execute(runId: string, job: Job): Promise<unknown> {
     const claimed = await this.ds.transaction(async (m) => {
-      const [row] = (await m.query(`SELECT status FROM gc_runs WHERE id = $1 FOR UPDATE`, [runId])) as {
-        status: string;
-      }[];
-      if (!row) return 'gone' as const;
-      if (isGcRunFinished(row.status)) return 'finished' as const;
-      if (row.status === 'running') return 'crashed' as const;
-      await m.query(
+      // Taken only from `queued` (the update locks the row); otherwise what it is says why not.
+      const [, taken] = (await m.query(
         `UPDATE gc_runs SET status = 'running', phase = 'fencing', attempts = attempts + 1,
-           started_at = now(), heartbeat_at = now(), updated_at = now() WHERE id = $1`,
+           started_at = now(), heartbeat_at = now(), updated_at = now() WHERE id = $1 AND status = 'queued'`,
         [runId],
-      );
+      )) as [unknown, number];
+      if (!taken) {
+        const [row] = (await m.query(`SELECT status FROM gc_runs WHERE id = $1`, [runId])) as {
+          status: string;
+        }[];
+        if (!row) return 'gone' as const;
+        // Running: a worker that had it died (BullMQ handed the stalled job out again).
+        return isGcRunFinished(row.status) ? ('finished' as const) : ('crashed' as const);
+      }
       const run = await m.getRepository(GcRunEntity).findOneByOrFail({ id: runId });
       await this.gc.audit(m, run, 'gc.started', 'pending', this.contextOf(run), {
         fence: run.fence,
@@ -378,10 +381,13 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   private async run(run: GcRunEntity, progress: Progress, signal: AbortSignal): Promise<void> {
+    // Read beside the registry (the run names its id); a replaced registry is the error to report first.
+    const settingsRead = this.settings.require({ id: run.registryId, name: run.registry });
+    settingsRead.catch(() => undefined);
     const registry = await this.registries.get(run.registry);
     if (registry.id !== run.registryId)
       throw new DomainError('REGISTRY_NOT_FOUND', `registry "${run.registry}" was replaced`, 404);
-    const settings = await this.settings.require(registry);
+    const settings = await settingsRead;
     const executor = this.settings.executorFor(settings);
     const client = this.clients.for(registry);
     const root = executor.storagePath;
@@ -558,9 +564,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // other on the executor.
       const [{ after, storage }, answers] = await Promise.all([
         checking,
-        kept.then((tagged) =>
-          this.askRegistry(client, settings, before, summary.blobsDeleted, signal, tagged ?? undefined),
-        ),
+        this.askRegistry(client, settings, before, summary.blobsDeleted, signal, kept),
       ]);
       Object.assign(fields, {
         bytes_after: after.bytes,
@@ -649,8 +653,9 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
   /**
    * The registry's API part: deleted blobs (HEAD) in a repository that linked them, tagged images read
    * whole, the first catalog page. A sample of the tags the storage held before the run, or everything.
-   * With the tags and manifests already read from the storage (`tagged`), a sampled image's blobs are
-   * asked for beside its manifest.
+   * With the tags and manifests already read from the storage (`tagged`, once it settles: the deleted
+   * blobs and the catalog are asked for meanwhile), a sampled image's blobs are asked for beside its
+   * manifest.
    */
   private async askRegistry(
     client: RegistryClient,
@@ -658,7 +663,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     before: StorageSnapshot,
     deleted: string[],
     signal: AbortSignal,
-    tagged?: TaggedImages,
+    kept: Promise<TaggedImages | null>,
   ): Promise<RegistryAnswers> {
     const full = settings.verification === 'full';
     const n = this.config.gc.verifySample;
@@ -669,12 +674,14 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         deleted: full ? deletedPairs : sample(deletedPairs, n),
         tagged: full
           ? 'catalog'
-          : tagged
-            ? sample(tagged.tags, images).map((t): TaggedSample => {
-                const references = tagged.references.get(t.digest);
-                return { ...t, expected: references && { digest: t.digest, references } };
-              })
-            : sample(before.tags, images),
+          : kept.then((tagged) =>
+              tagged
+                ? sample(tagged.tags, images).map((t): TaggedSample => {
+                    const references = tagged.references.get(t.digest);
+                    return { ...t, expected: references && { digest: t.digest, references } };
+                  })
+                : sample(before.tags, images),
+            ),
         concurrency: this.config.gc.verifyConcurrency,
         signal,
       }),
@@ -966,18 +973,15 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
   ): Promise<void> {
     const error = err === undefined ? null : errorOf(err);
     const run = await this.ds.transaction(async (m) => {
-      const [row] = (await m.query(`SELECT status FROM gc_runs WHERE id = $1 FOR UPDATE`, [runId])) as {
-        status: string;
-      }[];
-      if (!row || isGcRunFinished(row.status)) return null;
       const cols = Object.keys(fields);
       const values = cols.map((c) =>
         c === 'verification' || c === 'phase_ms' ? JSON.stringify(fields[c]) : fields[c],
       );
-      await m.query(
+      // Only a run not finished yet (the update locks the row: two finishes never both write).
+      const [, updated] = (await m.query(
         `UPDATE gc_runs SET status = $2, phase = $3, error_code = $4, error_message = $5, finished_at = now(),
            updated_at = now()${cols.map((c, i) => `, ${c} = $${i + 6}`).join('')}
-         WHERE id = $1`,
+         WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')`,
         [
           runId,
           status,
@@ -986,7 +990,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           error?.message ?? null,
           ...values,
         ],
-      );
+      )) as [unknown, number];
+      if (!updated) return null;
       // Read back without the output (up to 1 MiB: not read unless asked for), which nothing here needs.
       const saved = await m.getRepository(GcRunEntity).findOneByOrFail({ id: runId });
       await this.gc.audit(

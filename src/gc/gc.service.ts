@@ -51,6 +51,9 @@ export class GcService {
     trigger: GcTrigger = 'manual',
   ): Promise<{ run: GcRunView; created: boolean }> {
     const registry = await this.registries.get(registryName);
+    // The registry's run, if any, is read beside its settings; the settings' refusals come first.
+    const running = this.active(registry.id);
+    running.catch(() => undefined);
     const settings = await this.settings.require(registry);
     const dryRun = dto.dryRun ?? false;
     if (settings.fence === 'none' && !dryRun && !dto.allowUnfenced)
@@ -60,7 +63,7 @@ export class GcService {
         409,
         { registry: registry.name, fence: 'none' },
       );
-    const active = await this.active(registry.id);
+    const active = await running;
     if (active) return { run: toView(active), created: false };
 
     const inserted = await this.ds.transaction(async (m) => {
