@@ -977,11 +977,11 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       const values = cols.map((c) =>
         c === 'verification' || c === 'phase_ms' ? JSON.stringify(fields[c]) : fields[c],
       );
-      // Only a run not finished yet (the update locks the row: two finishes never both write).
+      // Only a run still active (the update locks the row: two finishes never both write).
       const [, updated] = (await m.query(
         `UPDATE gc_runs SET status = $2, phase = $3, error_code = $4, error_message = $5, finished_at = now(),
            updated_at = now()${cols.map((c, i) => `, ${c} = $${i + 6}`).join('')}
-         WHERE id = $1 AND status NOT IN ('succeeded', 'failed', 'cancelled')`,
+         WHERE id = $1 AND status IN ('queued', 'running')`,
         [
           runId,
           status,
