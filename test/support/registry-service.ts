@@ -346,16 +346,12 @@ do_start() {
   if port_busy; then echo "port $PORT is taken by another process" >&2; return 1; fi
   rm -f "$PIDFILE"
   TZ=UTC printf -- '--- start %s at %(%FT%TZ)T\\n' "$mode" -1 >>"$LOG"
-  local ro=''
-  [ "$mode" = readonly ] && ro='{"enabled":true}'
-  # REGISTRY_* from the caller's environment would override the config: drop them.
+  # REGISTRY_* from the caller's environment would override the config: drop them; read-only mode is the
+  # one this script sets.
   for v in "\${!REGISTRY_@}"; do unset "$v"; done
+  [ "$mode" = readonly ] && export REGISTRY_STORAGE_MAINTENANCE_READONLY='{"enabled":true}'
   # The shell writes its own PID, then becomes the registry (exec keeps the PID), in a new session.
-  if [ -n "$ro" ]; then
-    REGISTRY_STORAGE_MAINTENANCE_READONLY="$ro" setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 {NAP_FD}<&- &
-  else
-    setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 {NAP_FD}<&- &
-  fi
+  setsid sh -c 'echo $$ > "$1"; exec "$2" serve "$3"' sh "$PIDFILE" ${REGISTRY_BINARY} "$CONFIG" </dev/null >>"$LOG" 2>&1 {NAP_FD}<&- &
   local i pid
   for ((i = 0; i < ${START_TIMEOUT_S * 200}; i++)); do
     nap 0.005
