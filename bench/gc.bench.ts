@@ -130,7 +130,7 @@ async function runGcBench(ctx: BenchContext): Promise<BenchReport> {
       const round = { ...b, ...g, ratio: (g.gatewayMs - b.restartMs) / b.bareMs };
       rounds.push(round);
       ctx.log(
-        `gc: round ${i + 1}/${ROUNDS}: bare ${formatMs(b.bareMs)}, restart ${formatMs(b.restartMs)}, gateway ${formatMs(g.gatewayMs)}: ${round.ratio.toFixed(2)}`,
+        `gc: round ${i + 1}/${ROUNDS}: bare ${formatMs(b.bareMs)}, restart ${formatMs(b.restartMs)}, gateway ${formatMs(g.gatewayMs)} (collecting ${formatMs(g.run.phaseMs.collecting ?? 0)}, clearing-cache ${formatMs(g.run.phaseMs['clearing-cache'] ?? 0)}, verifying ${formatMs(g.run.phaseMs.verifying ?? 0)}${g.run.bytesFreed === null ? ', bytesFreed unknown' : ''}): ${round.ratio.toFixed(2)}`,
       );
     }
     const peak = { api: peakRssBytes(gateway.apiPid!), worker: peakRssBytes(gateway.workerPid!) };
