@@ -112,9 +112,19 @@ describe('storage snapshot', () => {
         configPath: join(root, 'config.yml'),
         storagePath: root,
       });
+      // `du -a` flushes every line: its output goes through files, not a pipe woken per line.
+      const walks: { argv: string[]; manyLines?: boolean }[] = [];
+      const exec = executor.exec.bind(executor);
+      executor.exec = (argv, opts) => {
+        walks.push({ argv, manyLines: opts?.manyLines });
+        return exec(argv, opts);
+      };
       const parts = snapshotInParts(executor, root);
       await parts.outsideRepositories;
       const split = await parts.whole;
+      const du = walks.filter((w) => w.argv.includes('du'));
+      expect(du.map((w) => w.argv.at(-1)).sort()).toEqual([`${v2}/blobs`, `${v2}/repositories`]);
+      expect(du.every((w) => w.manyLines)).toBe(true);
       // What one `du` of the whole root says.
       expect(split.bytes).toBe(duBytes(root));
       expect(split.bytes).toBeGreaterThan(90_000);

@@ -77,11 +77,16 @@ export async function execLines(
   argv: string[],
   signal: AbortSignal | undefined,
   onLine: (line: string) => void,
-  { okExitCodes = [0], urgent = false }: { okExitCodes?: number[]; urgent?: boolean } = {},
+  {
+    okExitCodes = [0],
+    urgent = false,
+    manyLines = false,
+  }: { okExitCodes?: number[]; urgent?: boolean; manyLines?: boolean } = {},
 ): Promise<void> {
   let pending = '';
   const r = await executor.exec(urgent ? argv : [...NICE, ...argv], {
     signal,
+    manyLines,
     onOutput: (chunk, stream) => {
       // stderr (a file gone meanwhile, say) stays in the result's output, out of stdout's lines.
       if (stream !== 'stdout') return;
@@ -266,7 +271,8 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
         else if ((m = revisionRe.exec(rel))) add(snapshot.revisions, m[1], `${m[2]}:${m[3]}`);
         else if ((m = tagRe.exec(rel))) snapshot.tags.push({ repository: m[1], tag: m[2] });
       },
-      { urgent },
+      // du writes (and flushes) a line at a time: thousands per walk, each waking a pipe's reader.
+      { urgent, manyLines: true },
     );
   return { snapshot, walk };
 }

@@ -14,9 +14,9 @@ export interface SpawnedExit {
 export interface SpawnHandlers {
   onData: (fd: 1 | 2, data: Buffer) => void;
   /**
-   * The command prints thousands of short lines (the collector): its output goes into files the helper
-   * reads a few dozen times a second, instead of pipes whose reader is woken for every line (see
-   * spawner-child.ts). The output then arrives up to 25 ms late.
+   * The command writes thousands of short lines one at a time (the collector, `du -a`): its output goes
+   * into files the helper reads a few dozen times a second, instead of pipes whose reader is woken for
+   * every line (see spawner-child.ts). The output then arrives up to 25 ms late (its first bytes sooner).
    */
   viaFiles?: boolean;
 }
