@@ -9,7 +9,7 @@ import { RegistryService } from '../test/support/registry-service.js';
 import { BenchFailure } from './support/bench.js';
 import type { BenchContext, BenchReport, Benchmark, Metric } from './support/bench.js';
 import { GatewayProcess } from './support/gateway-process.js';
-import { peakRssBytes } from './support/proc.js';
+import { childPids, cpuSeconds, peakRssBytes } from './support/proc.js';
 import { storedDataset } from './support/dataset.js';
 import { formatBytes, formatList, formatMs, median } from './support/stats.js';
 
@@ -130,7 +130,7 @@ async function runGcBench(ctx: BenchContext): Promise<BenchReport> {
       const round = { ...b, ...g, ratio: (g.gatewayMs - b.restartMs) / b.bareMs };
       rounds.push(round);
       ctx.log(
-        `gc: round ${i + 1}/${ROUNDS}: bare ${formatMs(b.bareMs)}, restart ${formatMs(b.restartMs)}, gateway ${formatMs(g.gatewayMs)} (collecting ${formatMs(g.run.phaseMs.collecting ?? 0)}, clearing-cache ${formatMs(g.run.phaseMs['clearing-cache'] ?? 0)}, verifying ${formatMs(g.run.phaseMs.verifying ?? 0)}${g.run.bytesFreed === null ? ', bytesFreed unknown' : ''}): ${round.ratio.toFixed(2)}`,
+        `gc: round ${i + 1}/${ROUNDS}: bare ${formatMs(b.bareMs)}, restart ${formatMs(b.restartMs)}, gateway ${formatMs(g.gatewayMs)} (collecting ${formatMs(g.run.phaseMs.collecting ?? 0)}, clearing-cache ${formatMs(g.run.phaseMs['clearing-cache'] ?? 0)}, verifying ${formatMs(g.run.phaseMs.verifying ?? 0)}${g.run.bytesFreed === null ? ', bytesFreed unknown' : ''}; CPU: worker ${cpuMs(g.workerCpuMs)}, spawner ${cpuMs(g.spawnerCpuMs)}): ${round.ratio.toFixed(2)}`,
       );
     }
     const peak = { api: peakRssBytes(gateway.apiPid!), worker: peakRssBytes(gateway.workerPid!) };
@@ -183,6 +183,10 @@ async function runGcBench(ctx: BenchContext): Promise<BenchReport> {
       },
       { label: 'gateway phases (median round)', value: typical.phases },
       {
+        label: 'gateway CPU per run (median)',
+        value: `worker ${cpuMs(medianOf(rounds.map((r) => r.workerCpuMs)))}, its spawner of commands ${cpuMs(medianOf(rounds.map((r) => r.spawnerCpuMs)))} (the commands' own CPU not counted; /proc ticks of 10 ms)`,
+      },
+      {
         label: 'verification',
         value: (() => {
           const v = run.verification;
@@ -219,9 +223,17 @@ interface GatewaySide {
   gatewayMs: number;
   run: RunView;
   phases: string;
+  /** CPU the worker process used during the run, and its children (the spawner of commands, not theirs). */
+  workerCpuMs?: number;
+  spawnerCpuMs?: number;
 }
 
 type Round = BareSide & GatewaySide & { ratio: number };
+
+/** A CPU figure, or that /proc could not tell. */
+const cpuMs = (ms: number | undefined) => (ms === undefined || Number.isNaN(ms) ? 'unknown' : formatMs(ms));
+const medianOf = (values: (number | undefined)[]) =>
+  median(values.filter((v): v is number => v !== undefined));
 
 /** Fresh copies of the template for both sides, on disk before anything is timed. */
 async function copyTemplate(storage: string, runDir: (w: string) => string): Promise<void> {
@@ -258,13 +270,28 @@ async function runBare(bare: RegistryService, dir: string): Promise<BareSide> {
 }
 
 async function runGateway(gateway: GatewayProcess, env: TestEnvironment): Promise<GatewaySide> {
+  // The spawner was started by the warm-up run and lives on.
+  const worker = gateway.workerPid;
+  const spawners = worker === undefined ? [] : childPids(worker);
+  const cpu = () => [worker, ...spawners].map((pid) => (pid === undefined ? undefined : cpuSeconds(pid)));
+  const cpu0 = cpu();
   const [g0, posted] = [performance.now(), Date.now()];
   const run = await runGc(gateway, REGISTRY_NAME);
   const gatewayMs = performance.now() - g0;
   const answered = Date.now();
+  const [workerCpuMs, ...spawnerCpuMs] = cpu().map((s, i) => {
+    const s0 = cpu0[i];
+    return s === undefined || s0 === undefined ? undefined : (s - s0) * 1000;
+  });
   if (run.status !== 'succeeded')
     throw new BenchFailure(`the gateway's GC run ${run.status}: ${JSON.stringify(run.error)}`);
-  return { gatewayMs, run, phases: await phaseTimes(env, run, posted, answered) };
+  return {
+    gatewayMs,
+    run,
+    phases: await phaseTimes(env, run, posted, answered),
+    workerCpuMs,
+    spawnerCpuMs: spawnerCpuMs.length ? spawnerCpuMs.reduce((a, b) => (a ?? 0) + (b ?? 0), 0) : undefined,
+  };
 }
 
 /** The gateway's GC settings for a test registry: local executor, fence `gateway`, in-memory cache. */

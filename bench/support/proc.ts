@@ -40,6 +40,15 @@ export function cpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** The pids of a process's children (Linux's /proc/<pid>/task/<pid>/children); empty when /proc cannot tell. */
+export function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** CPU seconds used by `pid` while `fn` runs (undefined when /proc cannot tell). */
 export async function measureCpu<T>(pid: number | undefined, fn: () => Promise<T>): Promise<[T, number?]> {
   const before = pid === undefined ? undefined : cpuSeconds(pid);
