@@ -80,6 +80,32 @@ describe('execLines', () => {
     );
     expect(lines).toEqual(['12\t/a/b/data', '3\t/c']);
   });
+
+  it('hands on every line of a listing far longer than the output it keeps, and fails with its last words', async () => {
+    const executor = new LocalGcExecutor({
+      type: 'local',
+      command: ['true'],
+      configPath: '/',
+      storagePath: '/',
+    });
+    let count = 0;
+    let last = '';
+    const listing = execLines(
+      executor,
+      ['sh', '-c', `seq 1 200000; echo 'du: fts_read failed: Input/output error' >&2; exit 1`],
+      undefined,
+      (line) => {
+        count++;
+        last = line;
+      },
+      { urgent: true, manyLines: true },
+    );
+    await expect(listing).rejects.toMatchObject({
+      code: 'EXECUTOR_COMMAND_FAILED',
+      message: expect.stringMatching(/exited with 1: .*fts_read failed: Input\/output error\n?$/s),
+    });
+    expect([count, last]).toEqual([200_000, '200000']);
+  });
 });
 
 /** Disk usage of a path by one `du -sk`, in bytes. */

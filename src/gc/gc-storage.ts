@@ -20,6 +20,10 @@ import type { GcStorageProblem } from './gc.entity.js';
 
 /** The prefix of the storage reads that may wait for the registry (`nice` is in coreutils and busybox). */
 const NICE = ['nice', '-n', '19'];
+/** What the result of a listing command (execLines) keeps of its output: its head and its tail. */
+const LISTING_OUTPUT_CAP = 16 * 1024;
+/** How much of a listing command's stderr its error message carries: the end of it. */
+const STDERR_KEPT = 500;
 /** Paths per command line: well inside ARG_MAX everywhere (exec in containers included). */
 const PATH_BATCH = 200;
 /** Batches of paths (file reads, stats) in flight at once. */
@@ -84,22 +88,34 @@ export async function execLines(
   }: { okExitCodes?: number[]; urgent?: boolean; manyLines?: boolean } = {},
 ): Promise<void> {
   let pending = '';
+  // stderr, kept apart: its last words explain a failure (with `manyLines` the two streams come through
+  // separate files, so the result's output need not end with them), and a missing folder (nothing pushed
+  // yet) or a file gone meanwhile is no failure.
+  let said = '';
+  let missing = false;
   const r = await executor.exec(urgent ? argv : [...NICE, ...argv], {
     signal,
     manyLines,
+    // The lines go to onLine and stderr is kept above: the result's output is read only when a command
+    // said nothing on stderr, so it keeps far less than a listing's megabyte.
+    outputCap: LISTING_OUTPUT_CAP,
     onOutput: (chunk, stream) => {
-      // stderr (a file gone meanwhile, say) stays in the result's output, out of stdout's lines.
-      if (stream !== 'stdout') return;
+      if (stream !== 'stdout') {
+        // The words may be split between two chunks.
+        missing ||= /No such file or directory/.test(said.slice(-64) + chunk);
+        said = (said + chunk).slice(-STDERR_KEPT);
+        return;
+      }
       const parts = (pending + chunk).split('\n');
       pending = parts.pop()!;
       for (const p of parts) onLine(p);
     },
   });
   if (pending) onLine(pending);
-  if (!okExitCodes.includes(r.exitCode) && !/No such file or directory/.test(r.output))
+  if (!okExitCodes.includes(r.exitCode) && !missing)
     throw new DomainError(
       'EXECUTOR_COMMAND_FAILED',
-      `${argv[0]} exited with ${r.exitCode}: ${r.output.slice(-500)}`,
+      `${argv[0]} exited with ${r.exitCode}: ${(said || r.output).slice(-STDERR_KEPT)}`,
       502,
       {
         command: argv.slice(0, 2),
