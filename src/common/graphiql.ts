@@ -1,5 +1,4 @@
 import type { ApolloServerPlugin } from '@apollo/server';
-import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 
 /*
  * GraphiQL at /graphql, from @graphql-yoga/render-graphiql's own bundle (no CDN, so it works offline),
@@ -113,8 +112,13 @@ subscription FollowDeletion($id: ID!) {
   ];
 }
 
-/** The page for one day: the saved dates move on once a day. */
-export function renderConsole(today = new Date()): string {
+/**
+ * The page for one day: the saved dates move on once a day. GraphiQL's bundle (about 30 MB of source that
+ * V8 keeps once it is loaded) comes with the first page asked for, not with every process that imports
+ * this module: the worker never serves it.
+ */
+export async function renderConsole(today = new Date()): Promise<string> {
+  const { renderGraphiQL } = await import('@graphql-yoga/render-graphiql');
   const midnight = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate()));
   const tabs = exampleTabs(midnight);
   return renderGraphiQL({
@@ -143,7 +147,7 @@ export function graphiqlPage(): ApolloServerPlugin {
           return {
             html: async () => {
               const day = new Date().toISOString().slice(0, 10);
-              if (cached?.day !== day) cached = { day, html: renderConsole() };
+              if (cached?.day !== day) cached = { day, html: await renderConsole() };
               return cached.html;
             },
           };
