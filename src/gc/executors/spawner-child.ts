@@ -113,11 +113,15 @@ function sender(id: number, fd: 1 | 2, source: { pause(): void; resume(): void }
     clearTimeout(timer);
     timer = undefined;
     if (inFlight || !bytes) return;
-    const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, bytes);
-    pending = [];
-    bytes = 0;
+    // At most CHUNK bytes a message: the worker makes a string of each, and one past V8's large-object
+    // size (128 KiB) goes straight to the old generation, where megabytes of listings a run would bring
+    // the next full collection of the worker's heap closer (a file read every POLL_MS holds that much).
+    const all = pending.length === 1 ? pending[0] : Buffer.concat(pending, bytes);
+    const data = all.subarray(0, CHUNK);
+    pending = all.length > CHUNK ? [all.subarray(CHUNK)] : [];
+    bytes = all.length - data.length;
     inFlight = true;
-    if (paused) {
+    if (paused && bytes < MAX_PENDING) {
       paused = false;
       source.resume();
     }
