@@ -58,14 +58,15 @@ describe('references of a stored manifest', () => {
 });
 
 describe('execLines', () => {
+  const executor = new LocalGcExecutor({
+    type: 'local',
+    command: ['true'],
+    configPath: '/',
+    storagePath: '/',
+  });
+
   it('hands on stdout a line at a time, with stderr written in the middle of a line kept out of it', async () => {
     // What `du` does when a file goes away under it: a complaint on stderr between two writes of stdout.
-    const executor = new LocalGcExecutor({
-      type: 'local',
-      command: ['true'],
-      configPath: '/',
-      storagePath: '/',
-    });
     const lines: string[] = [];
     await execLines(
       executor,
@@ -82,12 +83,6 @@ describe('execLines', () => {
   });
 
   it('hands on every line of a listing far longer than the output it keeps, and fails with its last words', async () => {
-    const executor = new LocalGcExecutor({
-      type: 'local',
-      command: ['true'],
-      configPath: '/',
-      storagePath: '/',
-    });
     let count = 0;
     let last = '';
     const listing = execLines(
