@@ -178,13 +178,14 @@ function tail(id: number, fd: 1 | 2, file: number): { drained: () => Promise<voi
   let timer: NodeJS.Timeout | undefined;
   let wait = 1;
   const read = () => {
+    // Called by its timer, or at the end (drained): either way, one timer at a time.
+    clearTimeout(timer);
     let n = 0;
     while (!paused && (n = readSync(file, buffer, 0, CHUNK, position)) > 0) {
       position += n;
       out.push(Buffer.from(buffer.subarray(0, n)));
     }
     if (ended && !paused && n === 0) {
-      clearTimeout(timer);
       closeSync(file);
       ended();
       return;
