@@ -9,7 +9,7 @@ import { RegistryService } from '../test/support/registry-service.js';
 import { BenchFailure } from './support/bench.js';
 import type { BenchContext, BenchReport, Benchmark, Metric } from './support/bench.js';
 import { GatewayProcess } from './support/gateway-process.js';
-import { childPids, cpuSeconds, peakRssBytes } from './support/proc.js';
+import { childPids, measureCpu, peakRssBytes } from './support/proc.js';
 import { storedDataset } from './support/dataset.js';
 import { formatBytes, formatList, formatMs, median } from './support/stats.js';
 
@@ -223,7 +223,7 @@ interface GatewaySide {
   gatewayMs: number;
   run: RunView;
   phases: string;
-  /** CPU the worker process used during the run, and its children (the spawner of commands, not theirs). */
+  /** CPU the worker process used during the run, and its spawner of commands (not the commands'). */
   workerCpuMs?: number;
   spawnerCpuMs?: number;
 }
@@ -270,27 +270,23 @@ async function runBare(bare: RegistryService, dir: string): Promise<BareSide> {
 }
 
 async function runGateway(gateway: GatewayProcess, env: TestEnvironment): Promise<GatewaySide> {
-  // The spawner was started by the warm-up run and lives on.
+  // The worker's one child, its spawner of commands, was started by the warm-up run and lives on.
   const worker = gateway.workerPid;
-  const spawners = worker === undefined ? [] : childPids(worker);
-  const cpu = () => [worker, ...spawners].map((pid) => (pid === undefined ? undefined : cpuSeconds(pid)));
-  const cpu0 = cpu();
+  const spawner = worker === undefined ? undefined : childPids(worker)[0];
   const [g0, posted] = [performance.now(), Date.now()];
-  const run = await runGc(gateway, REGISTRY_NAME);
+  const [[run, spawnerCpu], workerCpu] = await measureCpu(worker, () =>
+    measureCpu(spawner, () => runGc(gateway, REGISTRY_NAME)),
+  );
   const gatewayMs = performance.now() - g0;
   const answered = Date.now();
-  const [workerCpuMs, ...spawnerCpuMs] = cpu().map((s, i) => {
-    const s0 = cpu0[i];
-    return s === undefined || s0 === undefined ? undefined : (s - s0) * 1000;
-  });
   if (run.status !== 'succeeded')
     throw new BenchFailure(`the gateway's GC run ${run.status}: ${JSON.stringify(run.error)}`);
   return {
     gatewayMs,
     run,
     phases: await phaseTimes(env, run, posted, answered),
-    workerCpuMs,
-    spawnerCpuMs: spawnerCpuMs.length ? spawnerCpuMs.reduce((a, b) => (a ?? 0) + (b ?? 0), 0) : undefined,
+    workerCpuMs: workerCpu === undefined ? undefined : workerCpu * 1000,
+    spawnerCpuMs: spawnerCpu === undefined ? undefined : spawnerCpu * 1000,
   };
 }
 

@@ -15,10 +15,10 @@ export interface ExecOptions {
   /** How much of the output the result keeps (its head and tail); default OUTPUT_CAP_BYTES. onOutput sees all of it. */
   outputCap?: number;
   /**
-   * The command writes thousands of short lines one at a time (the collector, a few per blob; `du -a`, which
-   * flushes every line). The `local` executor then
-   * has it write them to files read a few dozen times a second rather than to pipes, whose reader is
-   * woken for every line; the output arrives in fewer, later chunks. Others stream it as they do anything.
+   * The command writes thousands of short lines one at a time (the collector, a few per blob; `du -a`,
+   * which flushes every line). The `local` executor then has it write them to files read a few dozen times
+   * a second rather than to pipes, whose reader is woken for every line; the output arrives in fewer,
+   * later chunks. Others stream it as they do anything.
    */
   manyLines?: boolean;
 }
