@@ -28,7 +28,7 @@ describe('docker GC executor against a fake Engine API', () => {
     containers?: Record<string, boolean>,
   ) {
     engine = await FakeDockerEngine.start({ onExec, containers });
-    executor = createExecutor({
+    executor = await createExecutor({
       type: 'docker',
       socketPath: engine.socketPath,
       container: config.container ?? 'registry',
@@ -168,7 +168,7 @@ describe('docker GC executor against a fake Engine API', () => {
       message: expect.stringContaining('not running'),
     });
 
-    const nowhere = createExecutor({
+    const nowhere = await createExecutor({
       type: 'docker',
       socketPath: '/nonexistent/docker.sock',
       container: 'registry',
@@ -228,7 +228,7 @@ describe('docker GC executor against a fake Engine API', () => {
       tcp: true,
       onExec: () => ({ frames: [{ stream: 1, data: 'hello\n' }], exitCode: 0 }),
     });
-    executor = createExecutor({
+    executor = await createExecutor({
       type: 'docker',
       host: '127.0.0.1',
       port: engine.port,
@@ -250,9 +250,9 @@ describe('docker GC executor against a fake Engine API', () => {
         onExec: () => ({ frames: [{ stream: 1, data: 'over tls\n' }], exitCode: 0 }),
       });
       const base = { type: 'docker' as const, host: '127.0.0.1', port: engine.port, container: 'registry' };
-      executor = createExecutor({ ...base, tls: { ca: certs.caPem } });
+      executor = await createExecutor({ ...base, tls: { ca: certs.caPem } });
       expect((await executor.exec(['true'])).output).toBe('over tls\n');
-      const untrusted = createExecutor({ ...base, tls: { ca: otherCa.caPem } });
+      const untrusted = await createExecutor({ ...base, tls: { ca: otherCa.caPem } });
       await expect(untrusted.exec(['true'])).rejects.toMatchObject({ code: 'EXECUTOR_AUTH_FAILED' });
     } finally {
       await certs.cleanup();

@@ -41,7 +41,7 @@ describe('kubernetes GC executor against a fake API server', () => {
     config: Partial<KubernetesExecutorConfig> = { labelSelector: 'app=registry' },
   ) {
     api = await FakeKubeApi.start({ pods, onExec });
-    executor = createExecutor(
+    executor = await createExecutor(
       { type: 'kubernetes', namespace: api.namespace, ...config },
       { kubeconfig: api.kubeconfig() },
     );
@@ -160,19 +160,19 @@ describe('kubernetes GC executor against a fake API server', () => {
   it('maps missing pods, a refused token and an unreachable API to error codes', async () => {
     const { api } = await setup([{ name: 'registry-0', labels: { app: 'other' } }], () => ({}));
     await expect(executor!.exec(['true'])).rejects.toMatchObject({ code: 'EXECUTOR_TARGET_NOT_FOUND' });
-    const fixed = createExecutor(
+    const fixed = await createExecutor(
       { type: 'kubernetes', namespace: api.namespace, pod: 'nope' },
       { kubeconfig: api.kubeconfig() },
     );
     await expect(fixed.exec(['true'])).rejects.toMatchObject({ code: 'EXECUTOR_TARGET_NOT_FOUND' });
-    const badToken = createExecutor(
+    const badToken = await createExecutor(
       { type: 'kubernetes', namespace: api.namespace, labelSelector: 'app=other' },
       { kubeconfig: api.kubeconfig('wrong') },
     );
     await expect(badToken.exec(['true'])).rejects.toMatchObject({ code: 'EXECUTOR_AUTH_FAILED' });
     const port = api.port;
     await api.stop();
-    const nowhere = createExecutor(
+    const nowhere = await createExecutor(
       { type: 'kubernetes', namespace: 'registry', labelSelector: 'app=registry' },
       { kubeconfig: api.kubeconfig().replace(String(port), '1') },
     );
@@ -187,7 +187,7 @@ describe('kubernetes GC executor against a fake API server', () => {
       onExec: () => ({ stdout: ['five\n'], exitCode: 4 }),
       protocol: 'v5.channel.k8s.io',
     });
-    executor = createExecutor(
+    executor = await createExecutor(
       { type: 'kubernetes', namespace: api.namespace, labelSelector: 'app=registry' },
       { kubeconfig: api.kubeconfig() },
     );

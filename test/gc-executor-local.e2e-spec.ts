@@ -20,7 +20,7 @@ describe('local GC executor on a real registry', () => {
   beforeAll(async () => {
     service = await RegistryService.create();
     pusher = new ImagePusher(service.url);
-    executor = createExecutor(service.localExecutor);
+    executor = await createExecutor(service.localExecutor);
   });
 
   afterAll(async () => {
@@ -95,7 +95,7 @@ describe('local GC executor on a real registry', () => {
   });
 
   it('measures 0 bytes for a storage folder that does not exist yet', async () => {
-    const empty = createExecutor({
+    const empty = await createExecutor({
       type: 'local',
       configPath: '/x',
       storagePath: join(tmpdir(), 'nope-registry-gw'),
@@ -104,7 +104,7 @@ describe('local GC executor on a real registry', () => {
   });
 
   it('passes env, reports exit codes, and 127 for a missing binary', async () => {
-    const withEnv = createExecutor({
+    const withEnv = await createExecutor({
       type: 'local',
       configPath: '/x',
       storagePath: '/x',
@@ -117,17 +117,19 @@ describe('local GC executor on a real registry', () => {
     expect(r.output).toContain('oops\n');
     const missing = await executor.exec(['no-such-binary-registry-gw']);
     expect(missing.exitCode).toBe(127);
-    const gc = await createExecutor({
-      type: 'local',
-      command: ['no-such-registry-binary'],
-      configPath: '/x',
-      storagePath: '/x',
-    }).garbageCollect({ dryRun: true, deleteUntagged: false });
+    const gc = await (
+      await createExecutor({
+        type: 'local',
+        command: ['no-such-registry-binary'],
+        configPath: '/x',
+        storagePath: '/x',
+      })
+    ).garbageCollect({ dryRun: true, deleteUntagged: false });
     expect(gc.exitCode).toBe(127);
   });
 
   it('fails a lifecycle command that exits non-zero with EXECUTOR_COMMAND_FAILED', async () => {
-    const broken = createExecutor({
+    const broken = await createExecutor({
       type: 'local',
       configPath: '/x',
       storagePath: '/x',
@@ -138,7 +140,7 @@ describe('local GC executor on a real registry', () => {
       details: { exitCode: 5, output: 'unit not found\n' },
     });
     await expect(broken.start({ readOnly: true })).rejects.toMatchObject({ code: 'FENCE_UNSUPPORTED' });
-    const none = createExecutor({ type: 'local', configPath: '/x', storagePath: '/x' });
+    const none = await createExecutor({ type: 'local', configPath: '/x', storagePath: '/x' });
     expect(none.capabilities).toEqual({ stop: false, readOnly: false, restart: false });
     await expect(none.restart({ readOnly: false })).rejects.toMatchObject({ code: 'FENCE_UNSUPPORTED' });
   });
@@ -183,7 +185,7 @@ describe('local GC executor with a storage folder of its own', () => {
     const dir = await mkdtemp(join(tmpdir(), 'registry-gw-empty-'));
     const service = await RegistryService.create({ storageDir: join(dir, 'storage'), start: false });
     try {
-      const executor = createExecutor({
+      const executor = await createExecutor({
         type: 'local',
         command: ['docker-registry'],
         configPath: service.configPath,

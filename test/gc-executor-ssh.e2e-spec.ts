@@ -17,8 +17,11 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
   let executor: GcExecutor;
   const opened: GcExecutor[] = [];
 
-  const make = (overrides: Partial<SshExecutorConfig> = {}, secrets?: GcExecutorSecrets): GcExecutor => {
-    const e = createExecutor(
+  const make = async (
+    overrides: Partial<SshExecutorConfig> = {},
+    secrets?: GcExecutorSecrets,
+  ): Promise<GcExecutor> => {
+    const e = await createExecutor(
       {
         type: 'ssh',
         host: sshd.host,
@@ -41,7 +44,7 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
   beforeAll(async () => {
     [sshd, service] = await Promise.all([SshServer.start(), RegistryService.create()]);
     pusher = new ImagePusher(service.url);
-    executor = make();
+    executor = await make();
   });
 
   afterAll(async () => {
@@ -95,7 +98,7 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
   });
 
   it('quotes argv for the remote shell and passes env', async () => {
-    const withEnv = make({ env: { FROM_CONFIG: 'x y' } });
+    const withEnv = await make({ env: { FROM_CONFIG: 'x y' } });
     const r = await withEnv.exec(['printf', '%s|%s|%s|%s\n', "it's $HOME", 'a;b `id`', '$FROM_CONFIG'], {
       env: { QUOTED: "o'clock" },
     });
@@ -108,7 +111,7 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
   });
 
   it('logs in with a passphrase-protected key and reconnects after close()', async () => {
-    const e = make(
+    const e = await make(
       {},
       { privateKey: sshd.passphraseKey.privateKey, passphrase: sshd.passphraseKey.passphrase },
     );
@@ -118,21 +121,23 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
   });
 
   it('refuses a host whose key does not match the pinned fingerprint', async () => {
-    const e = make({ hostKeySha256: sshd.otherHostKey.fingerprint });
+    const e = await make({ hostKeySha256: sshd.otherHostKey.fingerprint });
     await expect(e.exec(['true'])).rejects.toMatchObject({
       code: 'EXECUTOR_HOST_KEY_MISMATCH',
       details: { expected: sshd.otherHostKey.fingerprint, presented: sshd.hostKey.fingerprint },
     });
-    const insecure = make({ hostKeySha256: undefined, insecureIgnoreHostKey: true });
+    const insecure = await make({ hostKeySha256: undefined, insecureIgnoreHostKey: true });
     expect((await insecure.exec(['true'])).exitCode).toBe(0);
   });
 
   it('reports a key the server does not accept, or a wrong passphrase, as EXECUTOR_AUTH_FAILED', async () => {
-    await expect(make({}, { privateKey: sshd.strangerKey.privateKey }).exec(['true'])).rejects.toMatchObject({
+    await expect(
+      (await make({}, { privateKey: sshd.strangerKey.privateKey })).exec(['true']),
+    ).rejects.toMatchObject({
       code: 'EXECUTOR_AUTH_FAILED',
     });
     await expect(
-      make({}, { privateKey: sshd.passphraseKey.privateKey, passphrase: 'wrong' }).exec(['true']),
+      (await make({}, { privateKey: sshd.passphraseKey.privateKey, passphrase: 'wrong' })).exec(['true']),
     ).rejects.toMatchObject({ code: 'EXECUTOR_AUTH_FAILED' });
   });
 
@@ -141,7 +146,7 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
     await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
     const closedPort = (closed.address() as { port: number }).port;
     await new Promise((r) => closed.close(r));
-    await expect(make({ port: closedPort }).exec(['true'])).rejects.toMatchObject({
+    await expect((await make({ port: closedPort })).exec(['true'])).rejects.toMatchObject({
       code: 'EXECUTOR_UNREACHABLE',
       message: expect.stringContaining('ECONNREFUSED'),
     });
@@ -152,7 +157,9 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
     try {
       const started = Date.now();
       await expect(
-        make({ port: (silent.address() as { port: number }).port, connectTimeoutMs: 1_000 }).exec(['true']),
+        (await make({ port: (silent.address() as { port: number }).port, connectTimeoutMs: 1_000 })).exec([
+          'true',
+        ]),
       ).rejects.toMatchObject({
         code: 'EXECUTOR_UNREACHABLE',
         message: expect.stringContaining('timed out'),
@@ -165,7 +172,7 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
   });
 
   it('kills the remote command on a new connection when the connection drops mid-command', async () => {
-    const e = make();
+    const e = await make();
     let out = '';
     let dropped = false;
     const run = e.exec(['sh', '-c', 'echo $$; exec sleep 30'], {

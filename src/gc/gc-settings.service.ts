@@ -122,7 +122,7 @@ export class GcSettingsService {
     const secrets = secretsFor(executor.type, dto.secrets ?? keptSecrets);
     const fence = dto.fence ?? 'gateway';
     const cache = { type: dto.cache?.type ?? 'inmemory', ...dto.cache };
-    assertWorkable(executor, secrets, fence, cache.type);
+    await assertWorkable(executor, secrets, fence, cache.type);
     if (cache.type === 'redis' && !cache.addr)
       throw new ValidationError('cache.addr is required for a redis cache', { field: 'cache.addr' });
     const schedule = dto.schedule ?? null;
@@ -238,7 +238,7 @@ export class GcSettingsService {
     }
   }
 
-  executorFor(s: GcSettingsEntity): GcExecutor {
+  executorFor(s: GcSettingsEntity): Promise<GcExecutor> {
     return createExecutor(s.executor, this.openSecrets(s));
   }
 
@@ -306,13 +306,13 @@ export class GcSettingsService {
  * Refuses settings a run could not carry out: a fence or cache clearing the executor cannot do, or an
  * executor that cannot even be built (missing credentials, no pinned host key).
  */
-export function assertWorkable(
+export async function assertWorkable(
   executor: GcExecutorConfig,
   secrets: GcExecutorSecrets,
   fence: string,
   cache: string,
-): void {
-  void createExecutor(executor, secrets).close();
+): Promise<void> {
+  void (await createExecutor(executor, secrets)).close();
   const can = executorCapabilities(executor);
   const refuse = (what: string) =>
     new DomainError('FENCE_UNSUPPORTED', `the ${executor.type} executor cannot ${what}`, 400, {

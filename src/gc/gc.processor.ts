@@ -388,7 +388,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     if (registry.id !== run.registryId)
       throw new DomainError('REGISTRY_NOT_FOUND', `registry "${run.registry}" was replaced`, 404);
     const settings = await settingsRead;
-    const executor = this.settings.executorFor(settings);
+    const executor = await this.settings.executorFor(settings);
     const client = this.clients.for(registry);
     const root = executor.storagePath;
     let fence: RegistryFence | undefined;
@@ -928,7 +928,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     try {
       const registry = await this.registries.get(run.registry);
       const settings = await this.settings.require(registry);
-      const executor = this.settings.executorFor(settings);
+      const executor = await this.settings.executorFor(settings);
       const client = this.clients.for(registry);
       try {
         const up = await waitReady(client, 2000).then(

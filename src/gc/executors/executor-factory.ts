@@ -1,4 +1,3 @@
-import { DockerGcExecutor } from './docker-executor.js';
 import {
   CommandLifecycle,
   executorError,
@@ -8,25 +7,30 @@ import {
   type GcExecutorConfig,
   type GcExecutorSecrets,
 } from './gc-executor.js';
-import { KubernetesGcExecutor } from './kubernetes-executor.js';
-import { LocalGcExecutor } from './local-executor.js';
-import { SshGcExecutor } from './ssh-executor.js';
 
 /**
- * The executor for a registry's stored configuration and its opened secrets. Throws
+ * The executor for a registry's stored configuration and its opened secrets. Rejects with
  * EXECUTOR_CONFIG_INVALID for a configuration that cannot work (missing credentials, no pinned host
  * key, ...); nothing connects before the first command.
+ *
+ * An executor's module, with its client library (ssh2, dockerode and its gRPC stack, the Kubernetes
+ * client: together about 25 MB of a process's heap), is loaded the first time a registry uses that type.
+ * Most deployments use one type; the rest would only sit in every API and worker process's heap, which
+ * V8 marks whole in each full collection.
  */
-export function createExecutor(config: GcExecutorConfig, secrets: GcExecutorSecrets = {}): GcExecutor {
+export async function createExecutor(
+  config: GcExecutorConfig,
+  secrets: GcExecutorSecrets = {},
+): Promise<GcExecutor> {
   switch (config.type) {
     case 'local':
-      return new LocalGcExecutor(config);
+      return new (await import('./local-executor.js')).LocalGcExecutor(config);
     case 'ssh':
-      return new SshGcExecutor(config, secrets);
+      return new (await import('./ssh-executor.js')).SshGcExecutor(config, secrets);
     case 'docker':
-      return new DockerGcExecutor(config, secrets);
+      return new (await import('./docker-executor.js')).DockerGcExecutor(config, secrets);
     case 'kubernetes':
-      return new KubernetesGcExecutor(config, secrets);
+      return new (await import('./kubernetes-executor.js')).KubernetesGcExecutor(config, secrets);
     default:
       throw executorError(
         'EXECUTOR_CONFIG_INVALID',
