@@ -3,7 +3,6 @@ import type { IncomingMessage } from 'node:http';
 import { ApolloDriver, ApolloDriverConfig } from '@nestjs/apollo';
 import { DynamicModule, Module, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { EventEmitterModule } from '@nestjs/event-emitter';
 import { GraphQLModule } from '@nestjs/graphql';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -16,44 +15,24 @@ import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { CatalogModule } from './catalog/catalog.module.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
-import { CommonModule } from './common/common.module.js';
 import { graphiqlPage } from './common/graphiql.js';
 import { graphqlLimitsPlugin } from './common/graphql-limits.js';
 import { graphqlContext, GraphqlWsTransport } from './common/graphql-transport.js';
 import { HttpMetrics } from './common/http-metrics.js';
-import { LoggingModule, pinoOptions } from './common/logging.module.js';
-import { WorkerMetricsServer } from './common/worker-metrics.js';
+import { pinoOptions } from './common/logging.module.js';
 import { MetricsController } from './common/metrics.controller.js';
 import { AppConfig } from './config/app-config.js';
-import { AppConfigModule } from './config/config.module.js';
-import { DatabaseModule } from './database/database.module.js';
 import { NotificationsModule } from './database/notifications.js';
-import { DeletionsModule, DeletionsWorkerModule } from './deletions/deletions.module.js';
-import { GcModule, GcWorkerModule } from './gc/gc.module.js';
+import { DeletionsModule } from './deletions/deletions.module.js';
+import { GcModule } from './gc/gc.module.js';
 import { HealthModule } from './health/health.module.js';
 import { QueueBoardModule } from './queue/queue-board.module.js';
-import { QueueModule } from './queue/queue.module.js';
-import {
-  RegistriesFileModule,
-  RegistriesModule,
-  RegistriesWorkerModule,
-} from './registries/registries.module.js';
-import { WebhooksModule, WebhooksWorkerModule } from './webhooks/webhooks.module.js';
+import { RegistriesFileModule, RegistriesModule } from './registries/registries.module.js';
+import { WebhooksModule } from './webhooks/webhooks.module.js';
+import { core } from './worker.module.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 const QUIET_ROUTES = /^\/(health|metrics)(\/|$)/;
-
-/** What both processes share: config, logging, Postgres, Redis/BullMQ, domain events. */
-function core(config: AppConfig) {
-  return [
-    AppConfigModule.forRoot(config),
-    CommonModule,
-    LoggingModule,
-    DatabaseModule,
-    QueueModule,
-    EventEmitterModule.forRoot(),
-  ];
-}
 
 /** The HTTP API process: REST, GraphQL, OpenAPI, health and metrics. Consumes no jobs. */
 @Module({})
@@ -104,26 +83,6 @@ export class AppModule {
   }
 }
 
-/** The worker process: BullMQ consumers only, no HTTP. */
-@Module({})
-export class WorkerModule {
-  static forRoot(config: AppConfig): DynamicModule {
-    return {
-      module: WorkerModule,
-      imports: [
-        ...core(config),
-        RegistriesModule,
-        RegistriesWorkerModule,
-        DeletionsWorkerModule,
-        GcWorkerModule,
-        AuditModule,
-        WebhooksWorkerModule,
-      ],
-      providers: [WorkerMetricsServer],
-    };
-  }
-}
-
 /** Builds the API application with everything main.ts and the e2e tests need. */
 export async function createApiApp(config: AppConfig): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
@@ -164,13 +123,5 @@ export async function createApiApp(config: AppConfig): Promise<NestFastifyApplic
   });
   await app.init();
   await app.getHttpAdapter().getInstance().ready();
-  return app;
-}
-
-export async function createWorkerApp(config: AppConfig) {
-  const app = await NestFactory.createApplicationContext(WorkerModule.forRoot(config), { bufferLogs: true });
-  app.useLogger(app.get(Logger));
-  app.enableShutdownHooks();
-  await app.init();
   return app;
 }

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { createWorkerApp } from './app.module.js';
+import { createWorkerApp } from './worker.module.js';
 import { ConfigError, loadConfig } from './config/app-config.js';
 
 async function main() {

@@ -1,7 +1,8 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
-import { createApiApp, createWorkerApp } from '../../src/app.module.js';
+import { createApiApp } from '../../src/app.module.js';
+import { createWorkerApp } from '../../src/worker.module.js';
 import { AppConfig, loadConfig } from '../../src/config/app-config.js';
 import { TestEnvironment } from './environment.js';
 

@@ -1,7 +1,4 @@
-import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { NestFactory } from '@nestjs/core';
 import {
   Args,
@@ -367,39 +364,6 @@ describe('createExecutor', () => {
     );
     await expect(createExecutor({ type: 'nope' } as never)).rejects.toMatchObject(invalid);
   });
-
-  it("loads an executor type's client library only when a registry uses that type", async () => {
-    // A process that loads both applications' modules, as the API and the worker do, and builds a local
-    // executor, then a docker one; every package it resolves on the way is recorded.
-    const appModule = fileURLToPath(new URL('../../app.module.ts', import.meta.url));
-    const factory = fileURLToPath(new URL('./executor-factory.ts', import.meta.url));
-    const script = `
-      import { registerHooks } from 'node:module';
-      const seen = new Set();
-      registerHooks({ resolve(specifier, context, next) { const r = next(specifier, context); seen.add(r.url); return r; } });
-      const loaded = () => ['@kubernetes/client-node', 'dockerode', 'ssh2'].filter((p) => [...seen].some((u) => u.includes('/node_modules/' + p + '/')));
-      await import('reflect-metadata');
-      await import(${JSON.stringify(appModule)});
-      const { createExecutor } = await import(${JSON.stringify(factory)});
-      await (await createExecutor({ type: 'local', configPath: '/c', storagePath: '/s' })).close();
-      const withLocal = loaded();
-      await (await createExecutor({ type: 'docker', container: 'r' })).close();
-      console.log(JSON.stringify({ withLocal, withDocker: loaded() }));
-    `;
-    const { stdout } = await promisify(execFile)(
-      process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', script],
-      { timeout: 60_000 },
-    );
-    const { withLocal, withDocker } = JSON.parse(stdout.trim().split('\n').pop()!) as Record<
-      string,
-      string[]
-    >;
-    expect(withLocal).toEqual([]);
-    // dockerode brings docker-modem, which speaks ssh2 for ssh:// engines.
-    expect(withDocker).toContain('dockerode');
-    expect(withDocker).not.toContain('@kubernetes/client-node');
-  }, 90_000);
 
   it('reports capabilities per type', async () => {
     expect(executorCapabilities({ type: 'docker', container: 'r' })).toEqual({
