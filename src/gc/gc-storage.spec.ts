@@ -85,12 +85,15 @@ describe('execLines', () => {
   it('hands on every line of a listing far longer than the output it keeps, and fails with its last words', async () => {
     let count = 0;
     let last = '';
+    // Lines cut across the chunks the output arrives in come out whole: each is the next number.
+    const broken: string[] = [];
     const listing = execLines(
       executor,
       ['sh', '-c', `seq 1 200000; echo 'du: fts_read failed: Input/output error' >&2; exit 1`],
       undefined,
       (line) => {
         count++;
+        if (line !== String(count) && broken.length < 5) broken.push(line);
         last = line;
       },
       { urgent: true, manyLines: true },
@@ -99,7 +102,7 @@ describe('execLines', () => {
       code: 'EXECUTOR_COMMAND_FAILED',
       message: expect.stringMatching(/exited with 1: .*fts_read failed: Input\/output error\n?$/s),
     });
-    expect([count, last]).toEqual([200_000, '200000']);
+    expect([count, last, broken]).toEqual([200_000, '200000', []]);
   });
 });
 

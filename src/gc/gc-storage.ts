@@ -106,9 +106,16 @@ export async function execLines(
         said = (said + chunk).slice(-STDERR_KEPT);
         return;
       }
-      const parts = (pending + chunk).split('\n');
-      pending = parts.pop()!;
-      for (const p of parts) onLine(p);
+      // Line by line out of the chunk itself: a listing is megabytes, and joining each chunk to the
+      // partial line before it, then splitting, would copy it all once more.
+      let start = 0;
+      for (let nl = chunk.indexOf('\n'); nl !== -1; nl = chunk.indexOf('\n', start)) {
+        const line = chunk.slice(start, nl);
+        onLine(pending ? pending + line : line);
+        pending = '';
+        start = nl + 1;
+      }
+      if (start < chunk.length) pending += chunk.slice(start);
     },
   });
   if (pending) onLine(pending);
@@ -269,10 +276,11 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
       signal,
       (line) => {
         onFirstLine?.();
-        const tab = /^(\d+)\s+(.*)$/.exec(line.trimEnd());
-        if (!tab) return;
-        const kib = Number(tab[1]);
-        const path = tab[2];
+        // `<KiB>\t<path>` (GNU and busybox alike), thousands of lines: read without a match object each.
+        const tab = line.indexOf('\t');
+        const kib = tab > 0 ? Number(line.slice(0, tab)) : NaN;
+        if (!Number.isInteger(kib)) return;
+        const path = line.slice(tab + 1);
         // The walked tree's own line is its total.
         if (path === top) {
           snapshot.bytes += kib * 1024;
