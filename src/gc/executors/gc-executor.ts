@@ -346,7 +346,7 @@ export class OutputCollector {
     this.tailLimit = cap - this.headLimit;
   }
 
-  /** Raw bytes from a stream. */
+  /** Raw bytes from a stream; kept as they are (the caller does not reuse them). */
   write(stream: 'stdout' | 'stderr', bytes: Buffer): string {
     let decoder = this.decoders.get(stream);
     if (!decoder) {
@@ -354,25 +354,36 @@ export class OutputCollector {
       this.decoders.set(stream, decoder);
     }
     const text = decoder.write(bytes);
-    this.push(text, stream);
+    this.emit(text, stream);
+    // The bytes as they came are what is kept: no copy of every chunk (a listing is megabytes) encoded
+    // back from its text.
+    this.keep(bytes);
     return text;
   }
 
-  /** Flushes the decoders (call once the streams ended). */
+  /** Flushes the decoders (call once the streams ended): a character cut off at the end, as text. */
   end(): void {
-    for (const [stream, decoder] of this.decoders) this.push(decoder.end(), stream);
+    for (const [stream, decoder] of this.decoders) this.emit(decoder.end(), stream);
     this.decoders.clear();
   }
 
   /** Text for the output: stderr's (decoded by the caller), or the gateway's own notes. */
   push(text: string, stream: 'stdout' | 'stderr' = 'stderr'): void {
     if (!text) return;
+    this.emit(text, stream);
+    this.keep(Buffer.from(text, 'utf8'));
+  }
+
+  private emit(text: string, stream: 'stdout' | 'stderr'): void {
+    if (!text) return;
     try {
       this.onOutput?.(text, stream);
     } catch {
       // a failing listener must not break the command
     }
-    let bytes = Buffer.from(text, 'utf8');
+  }
+
+  private keep(bytes: Buffer): void {
     this.total += bytes.length;
     if (this.headBytes < this.headLimit) {
       const take = Math.min(bytes.length, this.headLimit - this.headBytes);
