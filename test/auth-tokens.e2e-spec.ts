@@ -371,6 +371,85 @@ describe('authentication: bootstrap admin, service accounts, API tokens, role bi
     expect((await admin().get('/api/v1/audit/verify').expect(200)).body.ok).toBe(true);
   });
 
+  it('lists service accounts by name and role bindings oldest first, a page at a time', async () => {
+    const made: { id: string; name: string }[] = [];
+    for (const name of ['page-e', 'page-b', 'page-d', 'page-a', 'page-c']) {
+      const a = await account(name, [{ role: 'viewer', registry: 'alpha' }]);
+      made.push({ id: a.id, name });
+    }
+    interface Listed {
+      id: string;
+      name?: string;
+      tokens?: unknown[];
+      subject?: { id: string };
+    }
+    interface Page {
+      items: Listed[];
+      nextCursor: string | null;
+    }
+    /** Every page of a list, `limit` at a time, through nextCursor. */
+    const walk = async (path: string, limit: number): Promise<Page[]> => {
+      const pages: Page[] = [];
+      let cursor: string | null = '';
+      while (cursor !== null) {
+        const sep = path.includes('?') ? '&' : '?';
+        const res = await admin()
+          .get(`${path}${sep}limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)
+          .expect(200);
+        const page = res.body as Page;
+        pages.push(page);
+        cursor = page.nextCursor;
+      }
+      return pages;
+    };
+
+    const all = (await admin().get('/api/v1/service-accounts?limit=200').expect(200)).body;
+    expect(all.nextCursor).toBeNull();
+    const names = all.items.map((a: { name: string }) => a.name);
+    expect(names).toEqual([...names].sort());
+    expect(names).toEqual(expect.arrayContaining(made.map((m) => m.name)));
+    const pages = await walk('/api/v1/service-accounts', 2);
+    expect(pages.length).toBe(Math.ceil(names.length / 2));
+    expect(pages.slice(0, -1).every((p) => p.items.length === 2 && p.nextCursor)).toBe(true);
+    expect(pages.flatMap((p) => p.items.map((a) => a.name))).toEqual(names);
+    // Each account on a page carries its own tokens, and only those.
+    const paged = pages.flatMap((p) => p.items).filter((a) => a.name?.startsWith('page-'));
+    expect(paged.map((a) => [a.name, a.tokens?.length])).toEqual(
+      ['page-a', 'page-b', 'page-c', 'page-d', 'page-e'].map((n) => [n, 1]),
+    );
+
+    const bindings = (await admin().get('/api/v1/role-bindings?limit=200').expect(200)).body;
+    expect(bindings.nextCursor).toBeNull();
+    const mine = await walk('/api/v1/role-bindings?registry=alpha&role=viewer', 2);
+    const ids = mine.flatMap((p) => p.items.map((b) => b.id));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toEqual(
+      bindings.items
+        .filter((b: { registry: string; role: string }) => b.registry === 'alpha' && b.role === 'viewer')
+        .map((b: { id: string }) => b.id),
+    );
+    // Oldest first: the five made here come in the order they were made.
+    const ours = (await walk('/api/v1/role-bindings?subjectType=service_account', 3))
+      .flatMap((p) => p.items)
+      .map((b) => b.subject?.id)
+      .filter((id) => made.some((m) => m.id === id));
+    expect(ours).toEqual(made.map((m) => m.id));
+
+    // A cursor is the list's own, and a limit within 1..200.
+    const accountsCursor = pages[0].nextCursor!;
+    const bindingsCursor = mine[0].nextCursor!;
+    for (const url of [
+      `/api/v1/role-bindings?cursor=${encodeURIComponent(accountsCursor)}`,
+      `/api/v1/service-accounts?cursor=${encodeURIComponent(bindingsCursor)}`,
+      '/api/v1/service-accounts?cursor=not-a-cursor',
+      '/api/v1/service-accounts?limit=0',
+      '/api/v1/role-bindings?limit=201',
+    ]) {
+      const res = await admin().get(url).expect(400);
+      expect(res.body.error.code, url).toBe('VALIDATION_FAILED');
+    }
+  });
+
   it('checks bulk deletions item by item before anything is stored, and records the service account', async () => {
     const deleter = await account('team-a-deleter', [
       { role: 'deleter', registry: 'alpha', repository: 'team-a/**' },

@@ -113,8 +113,33 @@ export class ServiceAccountView {
   tokens: TokenView[];
 }
 
+/** A page of a list: at most `limit` items after `cursor` (the previous page's nextCursor). */
+export class PageQueryDto {
+  @ApiPropertyOptional({ minimum: 1, maximum: 200, default: 50 })
+  @IsOptional()
+  @Type(() => Number)
+  @IsInt()
+  @Min(1)
+  @Max(200)
+  limit?: number;
+
+  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(2048)
+  cursor?: string;
+}
+
+export class ServiceAccountQueryDto extends PageQueryDto {}
+
 export class ServiceAccountList {
-  @ApiProperty({ type: [ServiceAccountView] }) items: ServiceAccountView[];
+  @ApiProperty({ type: [ServiceAccountView], description: 'By name' }) items: ServiceAccountView[];
+  @ApiPropertyOptional({
+    type: String,
+    nullable: true,
+    description: 'Pass it back as cursor for the next page; null on the last one',
+  })
+  nextCursor: string | null;
 }
 
 // --- role bindings -----------------------------------------------------------------------------------
@@ -180,7 +205,7 @@ export class UpdateRoleBindingDto {
   description?: string | null;
 }
 
-export class RoleBindingQueryDto {
+export class RoleBindingQueryDto extends PageQueryDto {
   @ApiPropertyOptional({ enum: SUBJECT_TYPES })
   @IsOptional()
   @IsIn(SUBJECT_TYPES)
@@ -227,7 +252,13 @@ export class RoleBindingView {
 }
 
 export class RoleBindingList {
-  @ApiProperty({ type: [RoleBindingView] }) items: RoleBindingView[];
+  @ApiProperty({ type: [RoleBindingView], description: 'Oldest first' }) items: RoleBindingView[];
+  @ApiPropertyOptional({
+    type: String,
+    nullable: true,
+    description: 'Pass it back as cursor for the next page; null on the last one',
+  })
+  nextCursor: string | null;
 }
 
 // --- who am I, what roles exist -----------------------------------------------------------------------

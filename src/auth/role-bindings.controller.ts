@@ -38,8 +38,8 @@ export class RoleBindingsController {
   @Get()
   @ApiOperation({ summary: 'Role bindings, oldest first (filtered)' })
   @ApiOkResponse({ type: RoleBindingList })
-  async list(@Query() q: RoleBindingQueryDto): Promise<RoleBindingList> {
-    return { items: await this.bindings.list(q) };
+  list(@Query() q: RoleBindingQueryDto): Promise<RoleBindingList> {
+    return this.bindings.list(q);
   }
 
   @Get(':id')

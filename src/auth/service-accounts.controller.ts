@@ -1,4 +1,4 @@
-import { Body, Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { Body, Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import {
   ApiCreatedResponse,
   ApiNoContentResponse,
@@ -14,6 +14,7 @@ import {
   CreateTokenDto,
   ServiceAccountIdParam,
   ServiceAccountList,
+  ServiceAccountQueryDto,
   ServiceAccountView,
   TokenIdParam,
 } from './auth.dto.js';
@@ -37,8 +38,8 @@ export class ServiceAccountsController {
   @Get()
   @ApiOperation({ summary: 'Service accounts with their tokens (never the secrets)' })
   @ApiOkResponse({ type: ServiceAccountList })
-  async list(): Promise<ServiceAccountList> {
-    return { items: await this.accounts.list() };
+  list(@Query() q: ServiceAccountQueryDto): Promise<ServiceAccountList> {
+    return this.accounts.list(q);
   }
 
   @Get(':id')

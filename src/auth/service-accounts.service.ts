@@ -1,8 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { DataSource, EntityManager, QueryFailedError } from 'typeorm';
+import { DataSource, EntityManager, In, MoreThan, QueryFailedError } from 'typeorm';
 import { auditBase, recordAudit } from '../audit/audit-event.js';
+import { decodeCursor, encodeCursor } from '../common/cursor.js';
 import { ConflictError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
 import { generateApiToken } from './api-token.js';
@@ -10,6 +11,9 @@ import {
   CreatedTokenView,
   CreateServiceAccountDto,
   CreateTokenDto,
+  SERVICE_ACCOUNT_NAME_RE,
+  ServiceAccountList,
+  ServiceAccountQueryDto,
   ServiceAccountView,
   TokenView,
 } from './auth.dto.js';
@@ -53,17 +57,31 @@ export class ServiceAccountsService {
     return this.get(id);
   }
 
-  async list(): Promise<ServiceAccountView[]> {
-    const accounts = await this.ds.getRepository(ServiceAccountEntity).find({ order: { name: 'ASC' } });
-    const tokens = await this.ds
-      .getRepository(ServiceAccountTokenEntity)
-      .find({ order: { createdAt: 'ASC' } });
-    return accounts.map((a) =>
-      accountView(
-        a,
-        tokens.filter((t) => t.serviceAccountId === a.id),
+  /** A page of the accounts by name (unique: the cursor is the last name), each with its tokens. */
+  async list(q: ServiceAccountQueryDto): Promise<ServiceAccountList> {
+    const limit = q.limit ?? 50;
+    const after = decodeCursor(q.cursor, isNameCursor);
+    const rows = await this.ds.getRepository(ServiceAccountEntity).find({
+      where: after ? { name: MoreThan(after.name) } : {},
+      order: { name: 'ASC' },
+      take: limit + 1,
+    });
+    const page = rows.slice(0, limit);
+    const tokens = page.length
+      ? await this.ds.getRepository(ServiceAccountTokenEntity).find({
+          where: { serviceAccountId: In(page.map((a) => a.id)) },
+          order: { createdAt: 'ASC' },
+        })
+      : [];
+    return {
+      items: page.map((a) =>
+        accountView(
+          a,
+          tokens.filter((t) => t.serviceAccountId === a.id),
+        ),
       ),
-    );
+      nextCursor: rows.length > limit ? encodeCursor({ name: page[limit - 1].name }) : null,
+    };
   }
 
   async get(id: string): Promise<ServiceAccountView> {
@@ -226,4 +244,9 @@ function accountView(a: ServiceAccountEntity, tokens: ServiceAccountTokenEntity[
     createdBy: { type: a.createdByType, id: a.createdById, name: a.createdByName },
     tokens: tokens.map(tokenView),
   };
+}
+
+function isNameCursor(v: unknown): v is { name: string } {
+  const name = (v as { name?: unknown } | null)?.name;
+  return typeof name === 'string' && SERVICE_ACCOUNT_NAME_RE.test(name);
 }
