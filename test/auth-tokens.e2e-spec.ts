@@ -435,6 +435,35 @@ describe('authentication: bootstrap admin, service accounts, API tokens, role bi
       .filter((id) => made.some((m) => m.id === id));
     expect(ours).toEqual(made.map((m) => m.id));
 
+    // Every REST list documents its paging (PageQuery), with its own bounds.
+    const spec = (await anon().get('/docs/openapi.json').expect(200)).body as {
+      paths: Record<string, { get: { parameters: { name: string; schema: { maximum?: number } }[] } }>;
+    };
+    const paging = (path: string) =>
+      spec.paths[path].get.parameters
+        .filter((p) => p.name === 'limit' || p.name === 'cursor')
+        .map((p) => `${p.name}${p.schema.maximum ? `<=${p.schema.maximum}` : ''}`)
+        .sort();
+    expect(
+      Object.fromEntries(
+        [
+          '/api/v1/service-accounts',
+          '/api/v1/role-bindings',
+          '/api/v1/deletions',
+          '/api/v1/deletions/{id}/items',
+          '/api/v1/audit-events',
+          '/api/v1/registries/{registry}/repositories',
+        ].map((path) => [path, paging(path)]),
+      ),
+    ).toEqual({
+      '/api/v1/service-accounts': ['cursor', 'limit<=200'],
+      '/api/v1/role-bindings': ['cursor', 'limit<=200'],
+      '/api/v1/deletions': ['cursor', 'limit<=500'],
+      '/api/v1/deletions/{id}/items': ['cursor', 'limit<=1000'],
+      '/api/v1/audit-events': ['cursor', 'limit<=500'],
+      '/api/v1/registries/{registry}/repositories': ['cursor', 'limit<=1000'],
+    });
+
     // A cursor is the list's own, and a limit within 1..200.
     const accountsCursor = pages[0].nextCursor!;
     const bindingsCursor = mine[0].nextCursor!;

@@ -1,13 +1,13 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
-import { IsIn, IsInt, IsISO8601, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import { IsIn, IsISO8601, IsOptional, IsString, MaxLength } from 'class-validator';
+import { PageQuery } from '../common/page-query.js';
 
 export const AUDIT_OUTCOMES = ['success', 'failure', 'pending', 'info'] as const;
 export const AUDIT_ACTOR_TYPES = ['user', 'service', 'system', 'anonymous'] as const;
 export const AUDIT_PAGE_MAX = 500;
 export const AUDIT_EXPORT_FORMATS = ['json', 'csv', 'ndjson'] as const;
 
-export class AuditEventQueryDto {
+export class AuditEventQueryDto extends PageQuery(AUDIT_PAGE_MAX, 100) {
   @ApiPropertyOptional({ description: 'Registry name' })
   @IsOptional()
   @IsString()
@@ -64,20 +64,6 @@ export class AuditEventQueryDto {
   @IsOptional()
   @IsISO8601({ strict: true })
   to?: string;
-
-  @ApiPropertyOptional({ minimum: 1, maximum: AUDIT_PAGE_MAX, default: 100 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(AUDIT_PAGE_MAX)
-  limit?: number;
-
-  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
-  @IsOptional()
-  @IsString()
-  @MaxLength(2048)
-  cursor?: string;
 
   @ApiPropertyOptional({ enum: ['desc', 'asc'], default: 'desc', description: 'By time (the chain order)' })
   @IsOptional()

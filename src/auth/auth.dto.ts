@@ -15,6 +15,7 @@ import {
   ValidateIf,
   ValidateNested,
 } from 'class-validator';
+import { PageQuery } from '../common/page-query.js';
 import { PERMISSIONS, ROLES, type Role } from './permissions.js';
 import { REGISTRY_NAME_RE, REPOSITORY_GLOB_RE } from './scope.js';
 
@@ -113,24 +114,7 @@ export class ServiceAccountView {
   tokens: TokenView[];
 }
 
-/** A page of a list: at most `limit` items after `cursor` (the previous page's nextCursor). */
-export class PageQueryDto {
-  @ApiPropertyOptional({ minimum: 1, maximum: 200, default: 50 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(200)
-  limit?: number;
-
-  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
-  @IsOptional()
-  @IsString()
-  @MaxLength(2048)
-  cursor?: string;
-}
-
-export class ServiceAccountQueryDto extends PageQueryDto {}
+export class ServiceAccountQueryDto extends PageQuery(200, 50) {}
 
 export class ServiceAccountList {
   @ApiProperty({ type: [ServiceAccountView], description: 'By name' }) items: ServiceAccountView[];
@@ -205,7 +189,7 @@ export class UpdateRoleBindingDto {
   description?: string | null;
 }
 
-export class RoleBindingQueryDto extends PageQueryDto {
+export class RoleBindingQueryDto extends PageQuery(200, 50) {
   @ApiPropertyOptional({ enum: SUBJECT_TYPES })
   @IsOptional()
   @IsIn(SUBJECT_TYPES)

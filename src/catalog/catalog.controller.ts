@@ -7,29 +7,15 @@ import {
   ApiPropertyOptional,
   ApiTags,
 } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
-import { IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
+import { IsOptional, IsString, MaxLength } from 'class-validator';
 import { RequirePermission } from '../auth/auth.decorators.js';
 import { DomainError } from '../common/domain-error.js';
+import { PageQuery } from '../common/page-query.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { ManifestView, RepositoryPage, TagView } from './catalog.dto.js';
 import { CatalogService } from './catalog.service.js';
 
-export class RepositoryQueryDto {
-  @ApiPropertyOptional({ minimum: 1, maximum: 1000, default: 100 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(1000)
-  limit?: number;
-
-  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
-  @IsOptional()
-  @IsString()
-  @MaxLength(2048)
-  cursor?: string;
-
+export class RepositoryQueryDto extends PageQuery(1000, 100) {
   @ApiPropertyOptional({ description: 'Substring of the name, or a glob such as team-a/** ' })
   @IsOptional()
   @IsString()

@@ -11,12 +11,12 @@ import {
   IsOptional,
   IsString,
   Matches,
-  Max,
   MaxLength,
   Min,
   ValidateNested,
 } from 'class-validator';
 import { AUDIT_ACTOR_TYPES } from '../audit/audit.dto.js';
+import { PageQuery } from '../common/page-query.js';
 import type { DeletionItemStatus, DeletionKind, DeletionStatus } from './deletion.entity.js';
 
 export const DELETION_STATUSES: DeletionStatus[] = [
@@ -114,7 +114,7 @@ export class DeleteImageQueryDto {
   reason?: string;
 }
 
-export class DeletionQueryDto {
+export class DeletionQueryDto extends PageQuery(500, 50) {
   @ApiPropertyOptional() @IsOptional() @IsString() @MaxLength(63) registry?: string;
   @ApiPropertyOptional({ description: 'Requests with an item in this repository' })
   @IsOptional()
@@ -134,14 +134,6 @@ export class DeletionQueryDto {
   @IsOptional()
   @IsISO8601({ strict: true })
   to?: string;
-  @ApiPropertyOptional({ minimum: 1, maximum: 500, default: 50 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(500)
-  limit?: number;
-  @ApiPropertyOptional() @IsOptional() @IsString() @MaxLength(2048) cursor?: string;
 }
 
 export class DeletionIdParam {
@@ -227,23 +219,11 @@ export class DeletionPage {
   @ApiPropertyOptional({ type: String, nullable: true }) nextCursor: string | null;
 }
 
-export class DeletionItemQueryDto {
+export class DeletionItemQueryDto extends PageQuery(1000, 100) {
   @ApiPropertyOptional({ enum: ITEM_STATUSES, description: 'Only items in this status' })
   @IsOptional()
   @IsIn(ITEM_STATUSES)
   status?: DeletionItemStatus;
-  @ApiPropertyOptional({ minimum: 1, maximum: 1000, default: 100 })
-  @IsOptional()
-  @Type(() => Number)
-  @IsInt()
-  @Min(1)
-  @Max(1000)
-  limit?: number;
-  @ApiPropertyOptional({ description: 'nextCursor of the previous page' })
-  @IsOptional()
-  @IsString()
-  @MaxLength(2048)
-  cursor?: string;
 }
 
 export class DeletionItemPage {
