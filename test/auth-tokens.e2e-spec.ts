@@ -470,6 +470,8 @@ describe('authentication: bootstrap admin, service accounts, API tokens, role bi
     for (const url of [
       `/api/v1/role-bindings?cursor=${encodeURIComponent(accountsCursor)}`,
       `/api/v1/service-accounts?cursor=${encodeURIComponent(bindingsCursor)}`,
+      // Newest first: an oldest-first list's cursor is not one of its own.
+      `/api/v1/gc-runs?cursor=${encodeURIComponent(bindingsCursor)}`,
       '/api/v1/service-accounts?cursor=not-a-cursor',
       '/api/v1/service-accounts?limit=0',
       '/api/v1/role-bindings?limit=201',

@@ -3,13 +3,7 @@ import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
 import { auditBase, recordAudit } from '../audit/audit-event.js';
-import {
-  createdAfter,
-  createdMicros,
-  decodeCursor,
-  encodeCursor,
-  isCreatedCursor,
-} from '../common/cursor.js';
+import { createdPage } from '../common/cursor.js';
 import { ConflictError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
 import {
@@ -73,34 +67,22 @@ export class RoleBindingsService {
     return this.get(id);
   }
 
-  /** A page of the bindings, oldest first, keyed on (created_at, id). */
+  /** A page of the bindings, oldest first. */
   async list(q: RoleBindingQueryDto): Promise<RoleBindingList> {
-    const limit = q.limit ?? 50;
-    const after = decodeCursor(q.cursor, isCreatedCursor);
-    if (after && !after.asc) throw new ValidationError('cursor is not valid', { field: 'cursor' });
     const qb = this.ds
       .getRepository(RoleBindingEntity)
       .createQueryBuilder('b')
-      .addSelect(createdMicros('b'), 'created_us')
       .leftJoinAndMapOne('b.account', ServiceAccountEntity, 'a', 'a.id = b.serviceAccountId');
-    if (after) qb.andWhere(createdAfter('b', ':us', ':id', false), { us: after.us, id: after.id });
     if (q.subjectType !== undefined) qb.andWhere('b.subjectType = :type', { type: q.subjectType });
     if (q.subject !== undefined) qb.andWhere('b.subject = :subject', { subject: q.subject });
     if (q.role !== undefined) qb.andWhere('b.role = :role', { role: q.role });
     if (q.registry !== undefined) qb.andWhere('b.registry = :registry', { registry: q.registry });
-    const { entities, raw } = await qb
-      .orderBy('b.created_at', 'ASC')
-      .addOrderBy('b.id', 'ASC')
-      .limit(limit + 1)
-      .getRawAndEntities<{ created_us: string }>();
-    const page = entities.slice(0, limit);
-    return {
-      items: page.map((b) => bindingView(b, (b as WithAccount).account?.name ?? null)),
-      nextCursor:
-        entities.length > limit
-          ? encodeCursor({ us: raw[limit - 1].created_us, id: page[limit - 1].id, asc: true })
-          : null,
-    };
+    const { items, nextCursor } = await createdPage(qb, 'b', {
+      limit: q.limit ?? 50,
+      cursor: q.cursor,
+      desc: false,
+    });
+    return { items: items.map((b) => bindingView(b, (b as WithAccount).account?.name ?? null)), nextCursor };
   }
 
   async get(id: string): Promise<RoleBindingView> {

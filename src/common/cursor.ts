@@ -1,3 +1,4 @@
+import type { ObjectLiteral, SelectQueryBuilder } from 'typeorm';
 import { ValidationError } from './domain-error.js';
 
 /** Opaque cursors: base64url JSON, so clients cannot depend on their shape. */
@@ -52,4 +53,40 @@ export function isCreatedCursor(v: unknown): v is CreatedCursor {
     UUID.test(c.id) &&
     (c.asc === undefined || c.asc === true)
   );
+}
+
+/**
+ * A page of `qb`'s rows (filtered already; `alias` is its main entity) in (created_at, id) order, newest
+ * first when `desc`, after `cursor`: the items and the next page's cursor, or null on the last page. A
+ * cursor of the other order is refused like a malformed one.
+ */
+export async function createdPage<T extends ObjectLiteral & { id: string }>(
+  qb: SelectQueryBuilder<T>,
+  alias: string,
+  { limit, cursor, desc }: { limit: number; cursor?: string; desc: boolean },
+): Promise<{ items: T[]; nextCursor: string | null }> {
+  const after = decodeCursor(cursor, isCreatedCursor);
+  if (after && (after.asc === true) === desc)
+    throw new ValidationError('cursor is not valid', { field: 'cursor' });
+  if (after)
+    qb.andWhere(createdAfter(alias, ':cursorUs', ':cursorId', desc), {
+      cursorUs: after.us,
+      cursorId: after.id,
+    });
+  const order = desc ? 'DESC' : 'ASC';
+  const { entities, raw } = await qb
+    .addSelect(createdMicros(alias), 'created_us')
+    .orderBy(`${alias}.created_at`, order)
+    .addOrderBy(`${alias}.id`, order)
+    .limit(limit + 1)
+    .getRawAndEntities<{ created_us: string }>();
+  const items = entities.slice(0, limit);
+  const last = items[limit - 1];
+  return {
+    items,
+    nextCursor:
+      entities.length > limit
+        ? encodeCursor({ us: raw[limit - 1].created_us, id: last.id, ...(desc ? {} : { asc: true }) })
+        : null,
+  };
 }

@@ -5,13 +5,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { JobsOptions, Queue } from 'bullmq';
 import { DataSource, EntityManager } from 'typeorm';
 import { auditBase, recordAudit, type AuditOutcome } from '../audit/audit-event.js';
-import {
-  createdAfter,
-  createdMicros,
-  decodeCursor,
-  encodeCursor,
-  isCreatedCursor,
-} from '../common/cursor.js';
+import { createdPage } from '../common/cursor.js';
 import { ForbiddenError } from '../auth/auth-errors.js';
 import { ConflictError, DomainError, NotFoundError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
@@ -248,28 +242,15 @@ export class GcService {
   }
 
   async list(q: GcRunQueryDto): Promise<GcRunPage> {
-    const limit = q.limit ?? 50;
-    const after = decodeCursor(q.cursor, isCreatedCursor);
-    const qb = this.ds
-      .getRepository(GcRunEntity)
-      .createQueryBuilder('r')
-      .addSelect(createdMicros('r'), 'created_us');
+    const qb = this.ds.getRepository(GcRunEntity).createQueryBuilder('r');
     if (q.registry !== undefined) qb.andWhere('r.registry = :registry', { registry: q.registry });
     if (q.status !== undefined) qb.andWhere('r.status = :status', { status: q.status });
-    if (after) qb.andWhere(createdAfter('r', ':us', ':id', true), { us: after.us, id: after.id });
-    const { entities, raw } = await qb
-      .orderBy('r.created_at', 'DESC')
-      .addOrderBy('r.id', 'DESC')
-      .limit(limit + 1)
-      .getRawAndEntities<{ created_us: string }>();
-    const page = entities.slice(0, limit);
-    return {
-      items: page.map((r) => toView(r)),
-      nextCursor:
-        entities.length > limit
-          ? encodeCursor({ us: raw[limit - 1].created_us, id: page[limit - 1].id })
-          : null,
-    };
+    const { items, nextCursor } = await createdPage(qb, 'r', {
+      limit: q.limit ?? 50,
+      cursor: q.cursor,
+      desc: true,
+    });
+    return { items: items.map((r) => toView(r)), nextCursor };
   }
 
   audit(
