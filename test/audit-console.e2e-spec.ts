@@ -451,6 +451,21 @@ describe('GraphQL audit console', () => {
     expect(all.errors).toBeUndefined();
     expect(all.data!.deletions.items.map((d) => d.id)).toEqual([...deletionIds].reverse());
     expect((await list({}, undefined, 'asc')).data!.deletions.items.map((d) => d.id)).toEqual(deletionIds);
+    // A newest-first page's cursor given to an oldest-first list is refused, not read as one of its own.
+    const page = (sort: string, cursor?: string) =>
+      gql<{ deletions: { items: Loose[]; nextCursor: string | null } }>(
+        'query($s: SortOrder, $c: String) { deletions(sort: $s, limit: 1, cursor: $c) { items { id } nextCursor } }',
+        { s: sort, c: cursor },
+      );
+    for (const [from, to] of [
+      ['desc', 'asc'],
+      ['asc', 'desc'],
+    ]) {
+      const first = await page(from);
+      expect(first.data!.deletions.nextCursor).toEqual(expect.any(String));
+      expect(codes(await page(to, first.data!.deletions.nextCursor!))).toEqual(['VALIDATION_FAILED']);
+      expect((await page(from, first.data!.deletions.nextCursor!)).errors).toBeUndefined();
+    }
     const failed = await list({ status: ['failed', 'partially_failed'] });
     expect(failed.data!.deletions.items.map((d) => d.id)).toEqual([deletionIds[1]]);
     const d2 = failed.data!.deletions.items[0];

@@ -44,7 +44,7 @@ export type CreatedCursor = {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-export function isCreatedCursor(v: unknown): v is CreatedCursor {
+function isCreatedCursor(v: unknown): v is CreatedCursor {
   const c = v as { us?: unknown; id?: unknown; asc?: unknown };
   return (
     typeof c?.us === 'string' &&
@@ -56,18 +56,32 @@ export function isCreatedCursor(v: unknown): v is CreatedCursor {
 }
 
 /**
+ * The cursor of a list in (created_at, id) order, newest first when `desc`. A cursor of the other order
+ * is refused: its position would be read the wrong way round.
+ */
+export function decodeCreatedCursor(cursor: string | undefined, desc: boolean): CreatedCursor | undefined {
+  const after = decodeCursor(cursor, isCreatedCursor);
+  if (after && (after.asc === true) === desc)
+    throw new ValidationError('the cursor belongs to a list sorted the other way', { field: 'cursor' });
+  return after;
+}
+
+/** The cursor after a row (its created_at in microseconds, createdMicros, and its id) of such a list. */
+export function encodeCreatedCursor(us: string, id: string, desc: boolean): string {
+  return encodeCursor({ us, id, ...(desc ? {} : { asc: true }) });
+}
+
+/**
  * A page of `qb`'s rows (filtered already; `alias` is its main entity) in (created_at, id) order, newest
- * first when `desc`, after `cursor`: the items and the next page's cursor, or null on the last page. A
- * cursor of the other order is refused like a malformed one.
+ * first when `desc`, after `cursor` (decodeCreatedCursor): the items and the next page's cursor, or null on
+ * the last page. `qb` joins to-one relations only: its raw rows are read beside its entities, one for one.
  */
 export async function createdPage<T extends ObjectLiteral & { id: string }>(
   qb: SelectQueryBuilder<T>,
   alias: string,
   { limit, cursor, desc }: { limit: number; cursor?: string; desc: boolean },
 ): Promise<{ items: T[]; nextCursor: string | null }> {
-  const after = decodeCursor(cursor, isCreatedCursor);
-  if (after && (after.asc === true) === desc)
-    throw new ValidationError('cursor is not valid', { field: 'cursor' });
+  const after = decodeCreatedCursor(cursor, desc);
   if (after)
     qb.andWhere(createdAfter(alias, ':cursorUs', ':cursorId', desc), {
       cursorUs: after.us,
@@ -85,8 +99,6 @@ export async function createdPage<T extends ObjectLiteral & { id: string }>(
   return {
     items,
     nextCursor:
-      entities.length > limit
-        ? encodeCursor({ us: raw[limit - 1].created_us, id: last.id, ...(desc ? {} : { asc: true }) })
-        : null,
+      entities.length > limit ? encodeCreatedCursor(raw[limit - 1].created_us, last.id, desc) : null,
   };
 }

@@ -6,11 +6,11 @@ import { DENY_ALL } from '../auth/access.js';
 import {
   createdAfter,
   createdMicros,
+  decodeCreatedCursor,
   decodeCursor,
+  encodeCreatedCursor,
   encodeCursor,
-  isCreatedCursor,
 } from '../common/cursor.js';
-import { ValidationError } from '../common/domain-error.js';
 import { repositoryMatch } from '../common/glob-sql.js';
 import type { SortOrder } from '../common/graphql-types.js';
 import type { RequestContext } from '../common/request-context.js';
@@ -69,6 +69,7 @@ const WITH_COUNTS = `
   ) c ON true`;
 
 type RequestRow = Record<string, unknown> & {
+  id: string;
   counts: Record<DeletionItemStatus, number> | null;
   created_us: string;
 };
@@ -106,12 +107,8 @@ export class DeletionReader {
       );
     }
     const desc = opts.sort === 'desc';
-    const cursor = decodeCursor(opts.cursor, isCreatedCursor);
-    if (cursor) {
-      if (cursor.asc === desc)
-        throw new ValidationError('the cursor belongs to a list sorted the other way', { field: 'cursor' });
-      where.push(createdAfter('r', p(cursor.us), p(cursor.id), desc));
-    }
+    const cursor = decodeCreatedCursor(opts.cursor, desc);
+    if (cursor) where.push(createdAfter('r', p(cursor.us), p(cursor.id), desc));
     const dir = desc ? 'DESC' : 'ASC';
     const rows = (await this.ds.query(
       `${WITH_COUNTS}
@@ -125,9 +122,7 @@ export class DeletionReader {
     return {
       items: page.map(toRequestView),
       nextCursor:
-        rows.length > opts.limit && last
-          ? encodeCursor({ us: last.created_us, id: last.id, ...(desc ? {} : { asc: true }) })
-          : null,
+        rows.length > opts.limit && last ? encodeCreatedCursor(last.created_us, last.id, desc) : null,
     };
   }
 
