@@ -248,6 +248,49 @@ describe('deletions on real registries', () => {
     expect(await tagsOf('team-b/cancel')).toEqual(['c1']);
   });
 
+  it('refuses to execute a plan whose every item was skipped, as it refuses such a request', async () => {
+    const plan = await http()
+      .post('/api/v1/deletions')
+      .send({
+        registry: 'main',
+        dryRun: true,
+        items: [
+          { repository: 'team-b/none', reference: 'gone-1' },
+          { repository: 'team-b/none', reference: 'gone-2' },
+        ],
+      })
+      .expect(201);
+    expect(plan.body).toMatchObject({ status: 'planned', counts: { planned: 0, skipped: 2 } });
+
+    const rest = await http().post(`/api/v1/deletions/${plan.body.id}/execute`).expect(422);
+    expect(rest.body.error).toMatchObject({
+      code: 'NOTHING_TO_DELETE',
+      details: {
+        items: [
+          { position: 0, code: 'MANIFEST_UNKNOWN' },
+          { position: 1, code: 'MANIFEST_UNKNOWN' },
+        ],
+      },
+    });
+    const gql = await http()
+      .post('/graphql')
+      .send({
+        query: 'mutation($id: ID!) { executeDeletion(id: $id) { id status } }',
+        variables: { id: plan.body.id },
+      })
+      .expect(200);
+    expect(gql.body.errors?.[0]?.extensions?.code).toBe('NOTHING_TO_DELETE');
+
+    // Left as it was: still a plan, never executed, and nothing in the trail says it was.
+    const after = (await http().get(`/api/v1/deletions/${plan.body.id}`).expect(200)).body;
+    expect(after).toMatchObject({ status: 'planned', executedAt: null, counts: { planned: 0, skipped: 2 } });
+    const actions = await env.query<{ action: string }>(
+      `SELECT action FROM audit_events WHERE subject_id = $1 ORDER BY seq`,
+      [plan.body.id],
+    );
+    expect(actions.map((a) => a.action)).toEqual(['deletion.planned']);
+  });
+
   it('refuses oversized requests before reading the registry', async () => {
     const items = Array.from({ length: 3 }, (_, i) => ({ repository: 'team-c/none', reference: `t${i}` }));
     const res = await http()

@@ -127,7 +127,7 @@ export class DeletionController {
   @ApiOperation({
     summary: 'Execute a planned dry run, exactly as planned',
     description:
-      'Re-resolves every planned item first and refuses with PLAN_STALE when a tag now points at another digest or a digest gained tags the plan did not show.',
+      'Re-resolves every planned item first and refuses with PLAN_STALE when a tag now points at another digest or a digest gained tags the plan did not show, and with NOTHING_TO_DELETE (422) when every item of the plan was skipped; a refused plan stays planned.',
   })
   @ApiAcceptedResponse({ type: DeletionRequestView })
   @RequirePermission('deletions:create', { checkedInHandler: true })

@@ -184,7 +184,7 @@ export class DeletionResolver {
 
   @Mutation(() => DeletionObject, {
     description:
-      'Execute a planned dry run exactly as planned (PLAN_STALE when the registry changed meanwhile). Needs deletions:create on every repository of the plan.',
+      'Execute a planned dry run exactly as planned (PLAN_STALE when the registry changed meanwhile, NOTHING_TO_DELETE when every item of the plan was skipped). Needs deletions:create on every repository of the plan.',
   })
   @RequirePermission('deletions:create', { checkedInHandler: true })
   async executeDeletion(

@@ -112,11 +112,8 @@ export class DeletionService {
       });
     }
     const actionable = planned.filter((p) => p.status === 'planned');
-    if (!dryRun && actionable.length === 0) {
-      throw new DomainError('NOTHING_TO_DELETE', 'none of the items can be deleted', 422, {
-        items: planned.map((p) => ({ position: p.position, ...p.error })),
-      });
-    }
+    if (!dryRun && actionable.length === 0)
+      throw nothingToDelete('none of the items can be deleted', planned);
 
     const request = await this.ds.transaction(async (m) => {
       const saved = await this.insertRequest(m, registry, planned, { ...dto, dryRun }, ctx);
@@ -155,6 +152,19 @@ export class DeletionService {
     const items = await this.ds
       .getRepository(DeletionItemEntity)
       .find({ where: { requestId: id, status: 'planned' }, order: { position: 'ASC' } });
+    // A plan whose every item was skipped would queue nothing, and nothing would ever settle it.
+    if (items.length === 0) {
+      const skipped = await this.ds
+        .getRepository(DeletionItemEntity)
+        .find({ where: { requestId: id }, order: { position: 'ASC' } });
+      throw nothingToDelete(
+        `none of the items of plan ${id} can be deleted (every one was skipped when it was planned); nothing was queued`,
+        skipped.map((i) => ({
+          position: i.position,
+          error: i.errorCode ? { code: i.errorCode, message: i.errorMessage ?? '' } : null,
+        })),
+      );
+    }
     this.assertWithinCap(items.length, request.maxDeletions);
     const now = await this.planner.plan(
       registry.id,
@@ -412,6 +422,16 @@ function staleness(item: DeletionItemEntity, now: PlannedItem): Record<string, u
   if (added.length)
     return [{ ...ref, digest: item.digest, addedTags: added, problem: 'more tags point at it now' }];
   return [];
+}
+
+/** The same refusal for a request and for the execution of a plan: no item of it can be deleted. */
+function nothingToDelete(
+  message: string,
+  items: { position: number; error: { code: string; message: string } | null }[],
+): DomainError {
+  return new DomainError('NOTHING_TO_DELETE', message, 422, {
+    items: items.map((i) => ({ position: i.position, ...i.error })),
+  });
 }
 
 function notPlanned(r: DeletionRequestEntity): ConflictError {
