@@ -2,7 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createExecutor } from '../src/gc/executors/executor-factory.js';
-import type { GcExecutor, GcExecutorSecrets, SshExecutorConfig } from '../src/gc/executors/gc-executor.js';
+import {
+  KILL_GRACE_MS,
+  type GcExecutor,
+  type GcExecutorSecrets,
+  type SshExecutorConfig,
+} from '../src/gc/executors/gc-executor.js';
 import { parseGcOutput } from '../src/gc/gc-output.js';
 import { storageBytes } from './support/storage.js';
 import { ImagePusher, MANIFEST_ACCEPT } from './support/image-pusher.js';
@@ -216,5 +221,23 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
     expect(alive(sleeper)).toBe(false);
     // the connection is still good for the next command
     expect((await executor.exec(['echo', 'ok'])).output).toBe('ok\n');
+  });
+
+  it('sends no KILL once an aborted command ended on TERM: no connection is opened after close()', async () => {
+    const e = await make();
+    const controller = new AbortController();
+    let out = '';
+    const run = e.exec(['sh', '-c', 'trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done'], {
+      signal: controller.signal,
+      onOutput: (c) => {
+        out += c;
+        if (out.includes('ready\n')) controller.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ code: 'EXECUTOR_ABORTED' });
+    await e.close();
+    // Past the grace after which a KILL would go out (on a new connection, to a PID that may be reused).
+    await new Promise((r) => setTimeout(r, KILL_GRACE_MS + 1_000));
+    expect((e as unknown as { client?: unknown }).client).toBeUndefined();
   });
 });

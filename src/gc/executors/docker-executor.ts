@@ -9,6 +9,7 @@ import {
   executorError,
   fenceUnsupported,
   gcArgv,
+  AbortKiller,
   KILL_GRACE_MS,
   killArgv,
   OutputCollector,
@@ -158,11 +159,8 @@ export class DockerGcExecutor implements GcExecutor {
     const collector = new OutputCollector(opts.onOutput, opts.outputCap);
     let aborted = false;
     // stdout and stderr frames interleave: an abort can come before the PID line; then kill on arrival
-    const kill = (pid: number) => {
-      void this.execQuiet(killArgv(pid, 'TERM'));
-      const t = setTimeout(() => void this.execQuiet(killArgv(pid, 'KILL')), KILL_GRACE_MS);
-      t.unref();
-    };
+    const killer = new AbortKiller((pid, sig) => this.execQuiet(killArgv(pid, sig)));
+    const kill = (pid: number) => killer.kill(pid);
     const pidFilter = new PidMarkerFilter((pid) => aborted && kill(pid));
     const stderrDecoder = new StringDecoder('utf8');
     const demuxer = new ExecStreamDemuxer((name, payload) => {
@@ -198,6 +196,7 @@ export class DockerGcExecutor implements GcExecutor {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       stream.destroy();
+      killer.ended();
     }
     if (killable) collector.push(pidFilter.push(stderrDecoder.end()) + pidFilter.flush());
     collector.end();

@@ -275,6 +275,33 @@ export function killArgv(pid: number, signal: 'TERM' | 'KILL'): string[] {
   return ['kill', `-${signal}`, String(pid)];
 }
 
+/**
+ * How an aborted remote command is killed: SIGTERM at once, SIGKILL after KILL_GRACE_MS unless the command
+ * ended first (`ended()`): a late KILL would reach whatever process has since taken its PID, and would open
+ * a new connection to an executor already closed.
+ */
+export class AbortKiller {
+  private timer?: NodeJS.Timeout;
+  private over = false;
+
+  constructor(private readonly send: (pid: number, signal: 'TERM' | 'KILL') => Promise<unknown>) {}
+
+  kill(pid: number): void {
+    if (this.over) return;
+    void this.send(pid, 'TERM');
+    this.timer = setTimeout(() => {
+      if (!this.over) void this.send(pid, 'KILL');
+    }, KILL_GRACE_MS);
+    this.timer.unref();
+  }
+
+  /** The command ended: nothing more is sent. */
+  ended(): void {
+    this.over = true;
+    clearTimeout(this.timer);
+  }
+}
+
 /** Strips the PID marker line from the start of a stderr stream and reports the PID. */
 export class PidMarkerFilter {
   private pending = '';

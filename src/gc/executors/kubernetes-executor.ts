@@ -12,6 +12,7 @@ import {
   executorError,
   fenceUnsupported,
   gcArgv,
+  AbortKiller,
   KILL_GRACE_MS,
   killArgv,
   OutputCollector,
@@ -173,11 +174,8 @@ export class KubernetesGcExecutor implements GcExecutor {
     const collector = new OutputCollector(opts.onOutput, opts.outputCap);
     let aborted = false;
     // stdout and stderr are separate channels: an abort can come before the PID line; then kill on arrival
-    const kill = (pid: number) => {
-      void this.execQuiet(pod, container, killArgv(pid, 'TERM'));
-      const t = setTimeout(() => void this.execQuiet(pod, container, killArgv(pid, 'KILL')), KILL_GRACE_MS);
-      t.unref();
-    };
+    const killer = new AbortKiller((pid, sig) => this.execQuiet(pod, container, killArgv(pid, sig)));
+    const kill = (pid: number) => killer.kill(pid);
     const pidFilter = new PidMarkerFilter((pid) => aborted && kill(pid));
     const stderrDecoder = new StringDecoder('utf8');
     const stdout = new Writable({
@@ -211,6 +209,7 @@ export class KubernetesGcExecutor implements GcExecutor {
       });
     } finally {
       signal?.removeEventListener('abort', onAbort);
+      killer.ended();
     }
     if (killable) collector.push(pidFilter.push(stderrDecoder.end()) + pidFilter.flush());
     collector.end();

@@ -6,6 +6,7 @@ import {
   abortedError,
   CommandGcExecutor,
   executorError,
+  AbortKiller,
   KILL_GRACE_MS,
   killArgv,
   OutputCollector,
@@ -95,11 +96,8 @@ export class SshGcExecutor extends CommandGcExecutor {
     const collector = new OutputCollector(opts.onOutput, opts.outputCap);
     let aborted = false;
     // stdout and stderr travel apart: an abort can come before the PID line; then kill on arrival
-    const kill = (pid: number) => {
-      void this.runQuiet(killGroup(pid, 'TERM'));
-      const t = setTimeout(() => void this.runQuiet(killGroup(pid, 'KILL')), KILL_GRACE_MS);
-      t.unref();
-    };
+    const killer = new AbortKiller((pid, sig) => this.runQuiet(killGroup(pid, sig)));
+    const kill = (pid: number) => killer.kill(pid);
     const pidFilter = new PidMarkerFilter((pid) => aborted && kill(pid));
     return new Promise<ExecResult>((resolve, reject) => {
       let exitCode: number | undefined;
@@ -128,6 +126,7 @@ export class SshGcExecutor extends CommandGcExecutor {
       channel.on('close', () => {
         signal?.removeEventListener('abort', onAbort);
         if (forceClose) clearTimeout(forceClose);
+        killer.ended();
         collector.push(pidFilter.push(stderrDecoder.end()));
         collector.push(pidFilter.flush());
         collector.end();
