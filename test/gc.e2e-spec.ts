@@ -314,6 +314,22 @@ describe('garbage collection through the gateway, on real registries', () => {
       .expect(202);
   });
 
+  it('starts a stopped registry again when its Redis cache cannot be emptied, and fails the run saying so', async () => {
+    // Nothing listens on port 1: the flush after the collection fails.
+    const { service, pusher } = await registry('noflush', {
+      fence: 'stop',
+      cache: { type: 'redis', addr: '127.0.0.1:1' },
+    });
+    const image = await pusher.pushImage('team/f', ['1.0']);
+    await deleteThroughGateway('noflush', [image]);
+    const run = await waitRun(
+      (await http().post('/api/v1/registries/noflush/gc').send({}).expect(202)).body.id,
+    );
+    expect(run).toMatchObject({ status: 'failed', error: { code: 'CACHE_FLUSH_FAILED' } });
+    expect(run.blobsDeleted).toBeGreaterThan(0);
+    expect((await fetch(`${service.url}/v2/`)).status).toBe(200);
+  });
+
   it('the sweep restores the registry of a run whose worker vanished, and queues runs that never reached the queue', async () => {
     const { service } = await registry('orphaned');
     const [{ id: registryId }] = await env.query<{ id: string }>(

@@ -61,6 +61,8 @@ export async function flushRedisCache(cache: GcCacheSettings, password: string |
     maxRetriesPerRequest: 2,
     connectTimeout: 10_000,
   });
+  // A failure reaches the caller through connect() or the command; the client's own events add nothing.
+  redis.on('error', () => undefined);
   try {
     await redis.connect();
     let removed = 0;

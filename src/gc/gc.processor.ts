@@ -532,8 +532,15 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // reading the storage needs no registry. The restart's command is started first, as it is what the
       // API check waits for.
       const clearing = (async () => {
-        if (settings.cache.type === 'redis')
-          await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
+        // A Redis cache that cannot be emptied fails the run, but the registry still goes back to serving.
+        const flushed =
+          settings.cache.type === 'redis'
+            ? flushRedisCache(settings.cache, this.settings.cachePassword(settings))
+            : undefined;
+        const flushFailure = await flushed?.then(
+          () => undefined,
+          (err: unknown) => err,
+        );
         if (state === 'stopped') {
           await executor.start({ readOnly: false });
           state = 'normal';
@@ -541,6 +548,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           await executor.restart({ readOnly: false });
           state = 'normal';
         }
+        if (flushFailure) throw flushFailure;
       })();
       // Awaited below; the reads started meanwhile must not leave its failure unhandled.
       clearing.catch(() => undefined);
@@ -591,12 +599,21 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     } finally {
       // Whatever happened, the registry goes back to serving writes (with an empty blob descriptor cache
       // once the collector touched the storage) and the gateway to deleting.
+      // The registry is started (or leaves read-only mode) even when its Redis cache cannot be emptied; the
+      // run then fails with CACHE_FLUSH_FAILED.
       const restore = async () => {
-        if (collecting && !cacheCleared && settings.cache.type === 'redis')
-          await flushRedisCache(settings.cache, this.settings.cachePassword(settings));
+        const flushFailure =
+          collecting && !cacheCleared && settings.cache.type === 'redis'
+            ? await flushRedisCache(settings.cache, this.settings.cachePassword(settings)).then(
+                () => undefined,
+                (err: unknown) => err,
+              )
+            : undefined;
         if (state === 'stopped') await executor.start({ readOnly: false });
         else if (state === 'readonly' || (collecting && !cacheCleared && settings.cache.type === 'inmemory'))
           await executor.restart({ readOnly: false });
+        state = 'normal';
+        if (flushFailure) throw flushFailure;
       };
       await restore().catch((err: Error) =>
         this.logger.error(`GC run ${run.id}: registry "${registry.name}" not restored: ${err.message}`),
