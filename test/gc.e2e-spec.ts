@@ -314,6 +314,34 @@ describe('garbage collection through the gateway, on real registries', () => {
       .expect(202);
   });
 
+  it('cancels a run while its collector runs: cancelled (not failed), the registry out of read-only mode', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gc-slow-'));
+    try {
+      const wrapper = join(dir, 'collector.sh');
+      await writeFile(wrapper, 'echo "marking slowly" >&2; sleep 30; exec docker-registry "$@"\n');
+      const { service, pusher } = await registry('cancelcollect', (s) => ({
+        executor: { ...s.localExecutor, command: ['bash', wrapper] },
+      }));
+      const image = await pusher.pushImage('team/c', ['1.0']);
+      await deleteThroughGateway('cancelcollect', [image]);
+      const { id } = (await http().post('/api/v1/registries/cancelcollect/gc').send({}).expect(202))
+        .body as RunView;
+      await waitRun(id, (r) => r.phase === 'collecting');
+      expect(await service.isReadOnly()).toBe(true);
+      await http().post(`/api/v1/gc-runs/${id}/cancel`).expect(202);
+      const run = await waitRun(id, (r) => r.status !== 'running' && r.status !== 'queued');
+      expect(run).toMatchObject({ status: 'cancelled', error: { code: 'GC_CANCELLED' } });
+      expect(await service.isReadOnly()).toBe(false);
+      const [ended] = await env.query<{ details: { status: string; error: { code: string } } }>(
+        `SELECT details FROM audit_events WHERE action = 'gc.failed' AND subject_id = $1`,
+        [id],
+      );
+      expect(ended.details).toMatchObject({ status: 'cancelled', error: { code: 'GC_CANCELLED' } });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('starts a stopped registry again when its Redis cache cannot be emptied, and fails the run saying so', async () => {
     // Nothing listens on port 1: the flush after the collection fails.
     const { service, pusher } = await registry('noflush', {

@@ -595,7 +595,9 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       fence = undefined;
       if (!verification.ok) throw verificationFailed(verification);
     } catch (err) {
-      failure = err;
+      // An aborted run fails with why it was aborted (cancelled, the worker shutting down), not with what the
+      // abort made a step throw (the executor's EXECUTOR_ABORTED, say).
+      failure = signal.aborted && signal.reason instanceof DomainError ? signal.reason : err;
     } finally {
       // Whatever happened, the registry goes back to serving writes (with an empty blob descriptor cache
       // once the collector touched the storage) and the gateway to deleting.
@@ -1019,6 +1021,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         this.contextOf(saved),
         {
           dryRun: saved.dryRun,
+          status: saved.status,
           phase: saved.phase,
           blobsDeleted: saved.blobsDeleted,
           manifestsDeleted: saved.manifestsDeleted,
