@@ -11,7 +11,7 @@ import { requestLoader } from '../common/request-loaders.js';
 import { Channels, PgNotifications } from '../database/notifications.js';
 import { GcRunView } from './gc.dto.js';
 import { GcRunEntity, isGcRunFinished } from './gc.entity.js';
-import { GcService, toView } from './gc.service.js';
+import { GcService, mayUseGcRuns, toView } from './gc.service.js';
 
 const MIN_PROGRESS_INTERVAL_MS = 200;
 
@@ -26,7 +26,7 @@ export class GcProgressResolver {
 
   @Subscription(() => GcRunView, {
     description:
-      'A GC run as it progresses: its state now, then every phase change and heartbeat (with the output so far, when `output` is asked for), ending when it succeeds, fails or is cancelled. Needs gc:read on its registry.',
+      'A GC run as it progresses: its state now, then every phase change and heartbeat (with the output so far, when `output` is asked for), ending when it succeeds, fails or is cancelled. Needs gc:read on its whole registry.',
     resolve: (value: GcRunView) => value,
   })
   @RequirePermission('gc:read', { checkedInHandler: true })
@@ -62,7 +62,7 @@ export class GcAuditResolver {
   @ResolveField('gcRun', () => GcRunView, {
     nullable: true,
     description:
-      'The GC run this event is about, when its subject is one and you may read it (gc:read on its registry).',
+      'The GC run this event is about, when its subject is one and you may read it (gc:read on its whole registry).',
   })
   @RequirePermission('gc:read', { checkedInHandler: true })
   async gcRun(
@@ -77,7 +77,7 @@ export class GcAuditResolver {
       return ids.map((id) => byId.get(id) ?? null);
     });
     const run = await loader.load(event.subject.id);
-    return run && ctx.access?.canInRegistry('gc:read', run.registry) ? toView(run) : null;
+    return run && mayUseGcRuns(ctx, 'gc:read', run.registry) ? toView(run) : null;
   }
 }
 

@@ -5,7 +5,7 @@ import { requestLoader } from '../common/request-loaders.js';
 import { GcSettingsDto, GcSettingsView } from './gc-settings.dto.js';
 import { GcSettingsService } from './gc-settings.service.js';
 import { GcRequestDto, GcRunPage, GcRunQueryDto, GcRunView } from './gc.dto.js';
-import { GcService } from './gc.service.js';
+import { GcService, mayUseGcRuns } from './gc.service.js';
 
 @Resolver(() => GcRunView)
 export class GcResolver {
@@ -29,14 +29,14 @@ export class GcResolver {
 
   @Mutation(() => GcRunView, {
     description:
-      'Cancel a queued or running GC run (needs gc:run on its registry); the registry is restored.',
+      'Cancel a queued or running GC run (needs gc:run on its whole registry); the registry is restored.',
   })
   @RequirePermission('gc:run', { checkedInHandler: true })
   cancelGcRun(@Args('id', { type: () => ID }) id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
     return this.gc.cancel(id, ctx);
   }
 
-  @Query(() => GcRunView, { description: 'One GC run (needs gc:read on its registry).' })
+  @Query(() => GcRunView, { description: 'One GC run (needs gc:read on its whole registry).' })
   @RequirePermission('gc:read', { checkedInHandler: true })
   gcRun(@Args('id', { type: () => ID }) id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
     return this.gc.getFor(id, ctx);
@@ -62,7 +62,7 @@ export class GcResolver {
     @Ctx() ctx: RequestContext,
   ): Promise<string | null> | null {
     // Whoever was given the run may read it; checked again, as the field is resolved on its own.
-    if (!ctx.access?.canInRegistry('gc:read', run.registry)) return null;
+    if (!mayUseGcRuns(ctx, 'gc:read', run.registry)) return null;
     return requestLoader<string, string | null>(req, 'gc-run-output', (ids) => this.gc.outputs(ids)).load(
       run.id,
     );

@@ -6,6 +6,7 @@ import { JobsOptions, Queue } from 'bullmq';
 import { DataSource, EntityManager } from 'typeorm';
 import { auditBase, recordAudit, type AuditOutcome } from '../audit/audit-event.js';
 import { createdPage } from '../common/cursor.js';
+import { DENY_ALL } from '../auth/access.js';
 import { ForbiddenError } from '../auth/auth-errors.js';
 import { ConflictError, DomainError, NotFoundError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
@@ -17,6 +18,18 @@ import { GcRunEntity, type GcTrigger } from './gc.entity.js';
 
 /** The domain event emitted (in the worker) when a run ends; webhooks listen to it. */
 export const GC_FINISHED_EVENT = 'gc.finished';
+
+export type GcPermission = 'gc:read' | 'gc:run';
+
+/**
+ * What reading (gc:read) or cancelling (gc:run) a stored run needs: the permission on its whole
+ * registry, as listing the registry's runs and starting one need (the guard's check of a registry without
+ * a repository). A run covers the whole registry, and its output names every repository and digest it
+ * collected: a binding on some repositories reaches none of them.
+ */
+export function mayUseGcRuns(ctx: RequestContext, permission: GcPermission, registry: string): boolean {
+  return (ctx.access ?? DENY_ALL).can(permission, registry);
+}
 
 /**
  * GC runs: requested (one active run per registry, enforced by a partial unique index), committed
@@ -132,29 +145,28 @@ export class GcService {
   }
 
   /** The run, if the caller may read its registry's runs; never says whether a run it may not read exists. */
-  async getFor(
-    id: string,
-    ctx: RequestContext,
-    permission: 'gc:read' | 'gc:run' = 'gc:read',
-  ): Promise<GcRunView> {
+  async getFor(id: string, ctx: RequestContext, permission: GcPermission = 'gc:read'): Promise<GcRunView> {
     return toView(await this.readable(id, ctx, permission));
   }
 
-  /** The run (with its output when `withOutput`), if the caller may read or run its registry's runs. */
+  /**
+   * The run (with its output when `withOutput`), if the caller may read or run its registry's runs. A
+   * run that does not exist answers 404 only to callers who may use every registry's runs; everyone else
+   * gets the same 403 as for a run outside their scope, naming only the permission.
+   */
   private async readable(
     id: string,
     ctx: RequestContext,
-    permission: 'gc:read' | 'gc:run',
+    permission: GcPermission,
     withOutput = false,
   ): Promise<GcRunEntity> {
     const qb = this.ds.getRepository(GcRunEntity).createQueryBuilder('r').where('r.id = :id', { id });
     const run = await (withOutput ? qb.addSelect('r.output') : qb).getOne();
     if (!run) {
-      if (!ctx.access?.can(permission)) throw new ForbiddenError(permission);
+      if (!(ctx.access ?? DENY_ALL).can(permission)) throw new ForbiddenError(permission);
       throw new NotFoundError('GC_RUN_NOT_FOUND', `GC run ${id} does not exist`, { id });
     }
-    if (!ctx.access?.canInRegistry(permission, run.registry))
-      throw new ForbiddenError(permission, { registry: run.registry });
+    if (!mayUseGcRuns(ctx, permission, run.registry)) throw new ForbiddenError(permission);
     return run;
   }
 
