@@ -8,6 +8,7 @@ import {
 } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { RequirePermission } from '../auth/auth.decorators.js';
+import { auditFilterOf } from '../audit/audit.service.js';
 import { SortOrder } from '../common/graphql-types.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { ForbiddenError } from '../auth/auth-errors.js';
@@ -72,14 +73,17 @@ export class DeletionController {
   @ApiOkResponse({ type: DeletionPage })
   list(@Query() q: DeletionQueryDto, @Ctx() ctx: RequestContext): Promise<DeletionPage> {
     const scoped = scopeDeletionList(ctx, q);
+    // The audit list's reading of from/to: ISO 8601 forms the validator accepts but Date cannot read
+    // (2026-W01) are a 400 there, not an Invalid Date in the query.
+    const { from, to } = auditFilterOf({ from: scoped.from, to: scoped.to });
     return this.reader.page(
       {
         registry: scoped.registry,
         repository: scoped.repository,
         actor: scoped.actor,
         status: scoped.status ? [scoped.status] : undefined,
-        from: scoped.from === undefined ? undefined : new Date(scoped.from),
-        to: scoped.to === undefined ? undefined : new Date(scoped.to),
+        from,
+        to,
       },
       { sort: SortOrder.desc, limit: scoped.limit ?? 50, cursor: scoped.cursor },
       ctx,

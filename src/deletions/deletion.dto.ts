@@ -11,6 +11,7 @@ import {
   IsOptional,
   IsString,
   Matches,
+  Max,
   MaxLength,
   Min,
   ValidateNested,
@@ -37,6 +38,8 @@ export const ITEM_STATUSES: DeletionItemStatus[] = [
   'skipped',
   'cancelled',
 ];
+/** maxDeletions is stored in a Postgres integer column, and GraphQL's Int has the same range. */
+export const MAX_DELETIONS_BOUND = 2_147_483_647;
 /** Hard ceiling of the body, whatever DELETE_MAX_ITEMS says. */
 export const MAX_BODY_ITEMS = 100_000;
 
@@ -92,11 +95,13 @@ export class CreateDeletionDto {
 
   @ApiPropertyOptional({
     minimum: 1,
+    maximum: MAX_DELETIONS_BOUND,
     description: 'Refuse the request if it would delete more manifests and tags than this',
   })
   @IsOptional()
   @IsInt()
   @Min(1)
+  @Max(MAX_DELETIONS_BOUND)
   maxDeletions?: number;
 }
 

@@ -19,12 +19,18 @@ import {
   IsInt,
   IsOptional,
   IsString,
+  Max,
   MaxLength,
   Min,
   ValidateNested,
 } from 'class-validator';
 import { asDate } from '../common/graphql-types.js';
-import { MAX_BODY_ITEMS, type DeletionItemView, type DeletionRequestView } from './deletion.dto.js';
+import {
+  MAX_BODY_ITEMS,
+  MAX_DELETIONS_BOUND,
+  type DeletionItemView,
+  type DeletionRequestView,
+} from './deletion.dto.js';
 
 /* GraphQL shapes of deletion requests; the REST views (deletion.dto.ts) are mapped onto them. */
 
@@ -250,6 +256,7 @@ export class CreateDeletionInput {
   @IsOptional()
   @IsInt()
   @Min(1)
+  @Max(MAX_DELETIONS_BOUND)
   maxDeletions?: number;
 }
 
