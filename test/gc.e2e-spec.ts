@@ -1,5 +1,5 @@
 import type { INestApplicationContext } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,8 @@ import {
 import { ImagePusher, sha256, type PushedImage } from './support/image-pusher.js';
 import { WorkerMetricsServer } from '../src/common/worker-metrics.js';
 import { GcProcessor } from '../src/gc/gc.processor.js';
+import { RegistryThrottle } from '../src/deletions/registry-throttle.js';
+import type { RegistryEntity } from '../src/registries/registry.entity.js';
 import type { GcVerification } from '../src/gc/gc.entity.js';
 import { RegistryProcess } from './support/registry-process.js';
 import { RegistryService, type RegistryServiceOptions } from './support/registry-service.js';
@@ -286,6 +288,23 @@ describe('garbage collection through the gateway, on real registries', () => {
       .post('/api/v1/deletions')
       .send({ registry: 'busy', items: [{ repository: 'team/busy', reference: '1.0' }] })
       .expect(202);
+  });
+
+  it('fails a fence whose deletes in flight do not finish in time with GC_DRAIN_TIMEOUT, and drops it', async () => {
+    const throttle = worker.get(RegistryThrottle);
+    const registry = { id: randomUUID(), name: 'draining', deleteConcurrency: 2 } as RegistryEntity;
+    // A delete worker holding one of the registry's slots, as a chunk in flight does.
+    let finish: (() => void) | undefined;
+    const inFlight = throttle.withSlots(registry, 1, () => new Promise<void>((r) => (finish = r)));
+    while (!finish) await new Promise((r) => setTimeout(r, 10));
+    await expect(throttle.fence(registry, 'a-run', 300)).rejects.toMatchObject({
+      code: 'GC_DRAIN_TIMEOUT',
+      details: { registry: 'draining' },
+    });
+    expect(await throttle.fencedBy(registry.id)).toBeNull();
+    finish();
+    await inFlight;
+    await (await throttle.fence(registry, 'a-run', 1_000)).release();
   });
 
   it('cancels a running run: the registry leaves read-only mode and the gateway deletes again', async () => {
@@ -813,6 +832,18 @@ describe('garbage collection through the gateway, on real registries', () => {
       .send({ executor, fence: 'readonly' })
       .expect(400);
     expect(noReadOnly.body.error.code).toBe('FENCE_UNSUPPORTED');
+    // Its commands run inside the registry's container: a stopped container takes none.
+    const dockerStop = await http()
+      .put('/api/v1/registries/plain/gc-settings')
+      .send({
+        executor: { type: 'docker', container: 'registry', configPath: '/etc/docker/registry/config.yml' },
+        fence: 'stop',
+      })
+      .expect(400);
+    expect(dockerStop.body.error).toMatchObject({
+      code: 'FENCE_UNSUPPORTED',
+      details: { executor: 'docker' },
+    });
     const badCron = await http()
       .put('/api/v1/registries/plain/gc-settings')
       .send({ executor, fence: 'none', cache: { type: 'none' }, schedule: 'every sunday' })

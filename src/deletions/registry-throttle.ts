@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
-import { MultiSemaphore } from 'redis-semaphore';
+import { MultiSemaphore, TimeoutError } from 'redis-semaphore';
+import { DomainError } from '../common/domain-error.js';
 import { AppConfig } from '../config/app-config.js';
 import { RedisClient } from '../queue/redis.provider.js';
 import { DEFAULT_DELETE_CONCURRENCY, type RegistryEntity } from '../registries/registry.entity.js';
@@ -100,6 +101,13 @@ export class RegistryThrottle {
       await slots.acquire();
     } catch (err) {
       await drop();
+      if (err instanceof TimeoutError)
+        throw new DomainError(
+          'GC_DRAIN_TIMEOUT',
+          `the deletes in flight on registry "${registry.name}" did not finish within ${Math.round(drainTimeoutMs / 1000)} s (GC_DRAIN_TIMEOUT_MS)`,
+          503,
+          { registry: registry.name, drainTimeoutMs },
+        );
       throw err;
     }
     return {

@@ -10,6 +10,7 @@ import {
   fenceUnsupported,
   gcArgv,
   AbortKiller,
+  DOCKER_CAPABILITIES,
   KILL_GRACE_MS,
   killArgv,
   OutputCollector,
@@ -73,7 +74,7 @@ export class ExecStreamDemuxer {
  */
 export class DockerGcExecutor implements GcExecutor {
   readonly type = 'docker' as const;
-  readonly capabilities: GcExecutorCapabilities = { stop: true, readOnly: false, restart: true };
+  readonly capabilities: GcExecutorCapabilities = DOCKER_CAPABILITIES;
   private readonly docker: Docker;
   private readonly command: string[];
   private readonly configPath: string;

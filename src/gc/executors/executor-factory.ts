@@ -1,5 +1,6 @@
 import {
   CommandLifecycle,
+  DOCKER_CAPABILITIES,
   executorError,
   type ExecResult,
   type GcExecutor,
@@ -48,7 +49,7 @@ export function executorCapabilities(config: GcExecutorConfig): GcExecutorCapabi
     case 'ssh':
       return new CommandLifecycle(config.type, config.lifecycle, never).capabilities;
     case 'docker':
-      return { stop: true, readOnly: false, restart: true };
+      return DOCKER_CAPABILITIES;
     case 'kubernetes':
       return { stop: false, readOnly: false, restart: !!config.labelSelector };
     default:

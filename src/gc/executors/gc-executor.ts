@@ -163,6 +163,13 @@ export const DEFAULT_REGISTRY_COMMAND: readonly string[] = ['registry'];
 export const DEFAULT_CONTAINER_CONFIG_PATH = '/etc/docker/registry/config.yml';
 export const DEFAULT_CONTAINER_STORAGE_PATH = '/var/lib/registry';
 export const OUTPUT_CAP_BYTES = 1024 * 1024;
+/**
+ * The docker executor's: no `stop` fence, as the collector and the storage reads run inside the registry's
+ * container (`docker exec`), which a stopped container cannot take; no read-only mode, as a container's
+ * environment is fixed. Here rather than beside the executor, whose module is loaded only when used.
+ */
+export const DOCKER_CAPABILITIES: GcExecutorCapabilities = { stop: false, readOnly: false, restart: true };
+
 /** Grace between SIGTERM and SIGKILL when an abort kills a process. */
 export const KILL_GRACE_MS = 5_000;
 
