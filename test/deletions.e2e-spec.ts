@@ -6,7 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeletionProcessor } from '../src/deletions/deletion.processor.js';
 import type { DeletionRequestView } from '../src/deletions/deletion.dto.js';
 import { Queues } from '../src/queue/queue.constants.js';
-import { adminRequest, TestEnvironment, TestGateway, startApi, startWorker } from './support/gateway.js';
+import { Redis } from 'ioredis';
+import {
+  adminRequest,
+  TEST_REDIS_URL,
+  TestEnvironment,
+  TestGateway,
+  startApi,
+  startWorker,
+} from './support/gateway.js';
 import { ImagePusher, PushedImage, sha256 } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
 
@@ -605,5 +613,59 @@ describe('deletions on real registries', () => {
     );
     expect(completions).toEqual([{ n: 1 }]);
     expect((await http().get(`/api/v1/deletions/${res.body.id}`).expect(200)).body.status).toBe('succeeded');
+  });
+
+  it('gives every item of a chunk its outcome when the rate limit fails in Redis for one of them', async () => {
+    const images = await Promise.all(
+      ['q1', 'q2'].map((tag) => pusher.pushImage('team-e/rate', [tag], { seed: `rate-${tag}` })),
+    );
+    // One delete a second: the first item is admitted at once, the second waits about a second.
+    await http()
+      .post('/api/v1/registries')
+      .send({ name: 'throttled', url: registry.url, deletes: { concurrency: 4, ratePerSecond: 1 } })
+      .expect(201);
+    const [{ id }] = await env.query<{ id: string }>(`SELECT id FROM registries WHERE name = 'throttled'`);
+    const key = `${env.redisPrefix}:delete-rate:${id}`;
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      const res = await http()
+        .post('/api/v1/deletions')
+        .send({
+          registry: 'throttled',
+          items: images.map((i) => ({ repository: 'team-e/rate', reference: i.digest })),
+        })
+        .expect(202);
+      // Once the first item has been admitted, its counter becomes a value Redis cannot count on: the
+      // second item's admission fails with a Redis error (while the first item's delete runs), until it
+      // expires.
+      const deadline = Date.now() + 10_000;
+      while (!(await redis.exists(key))) {
+        if (Date.now() > deadline) throw new Error('no delete was admitted');
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      await redis.set(key, 'not-a-counter', 'PX', 1500);
+
+      const done = await settled(res.body.id);
+      expect(done).toMatchObject({ status: 'succeeded', counts: { succeeded: 2 } });
+      // Each image was deleted by its own DELETE: none was found already gone by a retry.
+      expect(done.items!.map((i) => [i.status, i.alreadyGone, i.upstreamStatus])).toEqual([
+        ['succeeded', false, 202],
+        ['succeeded', false, 202],
+      ]);
+      expect(done.items!.map((i) => i.attempts)).toEqual([1, expect.any(Number)]);
+      expect(done.items![1].attempts).toBeGreaterThan(1);
+      const perItem = await env.query<{ action: string; position: string }>(
+        `SELECT action, details->>'position' AS position FROM audit_events
+          WHERE subject_id = $1 AND action LIKE 'deletion.item.%' ORDER BY seq`,
+        [res.body.id],
+      );
+      expect(perItem.map((e) => [e.action, e.position]).sort()).toEqual([
+        ['deletion.item.succeeded', '0'],
+        ['deletion.item.succeeded', '1'],
+      ]);
+      expect(await tagsOf('team-e/rate')).toEqual([]);
+    } finally {
+      redis.disconnect();
+    }
   });
 });

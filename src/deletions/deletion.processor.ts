@@ -164,14 +164,7 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
     const client = this.clients.for(registry);
     return this.throttle.withSlots(registry, items.length, (slots) => {
       const limit = pLimit(slots);
-      return Promise.all(
-        items.map((item) =>
-          limit(async () => {
-            await this.throttle.admit(registry);
-            return this.deleteOne(client, registry, item);
-          }),
-        ),
-      );
+      return Promise.all(items.map((item) => limit(() => this.deleteOne(client, registry, item))));
     });
   }
 
@@ -181,6 +174,10 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
     item: ClaimedItem,
   ): Promise<Outcome> {
     try {
+      // Inside the try: a rate limit that cannot be read (Redis failing) is this item's retry, not a
+      // rejection of the whole chunk, which would release the slots while the chunk's other deletes run
+      // and lose their outcomes.
+      await this.throttle.admit(registry);
       if (item.kind === 'tag') {
         const r = await client.deleteTag(item.repository, item.reference, {
           distributionVersion: registry.probe?.distributionVersion ?? null,
