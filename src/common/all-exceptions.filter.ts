@@ -9,11 +9,14 @@ export class AllExceptionsFilter implements ExceptionFilter {
   private readonly logger = new Logger('Errors');
 
   catch(exception: unknown, host: ArgumentsHost) {
-    const { status, body, unexpected } = toErrorBody(exception);
+    const { status, body, unexpected, lateValidation } = toErrorBody(exception);
     if (unexpected)
       this.logger.error(
         exception instanceof Error ? (exception.stack ?? exception.message) : String(exception),
       );
+    // The client's fault, but a field reached the database unchecked. Its message may quote the value: not logged.
+    else if (lateValidation)
+      this.logger.warn(`input refused by the database (SQLSTATE ${lateValidation}), not by validation`);
     if ((host.getType() as string) === 'graphql') {
       return new GraphQLError(body.message, {
         extensions: { code: body.code, status, details: body.details },

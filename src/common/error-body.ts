@@ -19,8 +19,32 @@ const httpCodes: Record<number, string> = {
   429: 'RATE_LIMITED',
 };
 
-/** Turns anything thrown into a status and a stable, secret-free error body. */
-export function toErrorBody(err: unknown): { status: number; body: ErrorBody; unexpected: boolean } {
+/**
+ * Postgres "data exceptions" a client's text causes: 22P02 invalid text representation (a uuid, a number
+ * that is not one), 22021 a byte sequence the encoding refuses (a NUL byte). Fields are validated where
+ * they come in; this is the net for a field that was not.
+ */
+const CLIENT_DATA_EXCEPTIONS = new Set(['22P02', '22021']);
+
+/** The SQLSTATE of a Postgres error, as pg throws it or as TypeORM wraps it (QueryFailedError). */
+function sqlState(err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const e = err as Error & { code?: unknown; driverError?: { code?: unknown } };
+  const code = e.driverError?.code ?? e.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * Turns anything thrown into a status and a stable, secret-free error body. `lateValidation`: the
+ * SQLSTATE of a client's bad input that only the database noticed (answered 400; logged, so the missing
+ * check gets added).
+ */
+export function toErrorBody(err: unknown): {
+  status: number;
+  body: ErrorBody;
+  unexpected: boolean;
+  lateValidation?: string;
+} {
   if (err instanceof DomainError) {
     return {
       status: err.status,
@@ -58,6 +82,19 @@ export function toErrorBody(err: unknown): { status: number; body: ErrorBody; un
         ? 'UNSUPPORTED_MEDIA_TYPE'
         : (httpCodes[fe.statusCode] ?? 'BAD_REQUEST');
     return { status: fe.statusCode, body: { code, message: fe.message ?? 'Bad request' }, unexpected: false };
+  }
+  const state = sqlState(err);
+  if (state && CLIENT_DATA_EXCEPTIONS.has(state)) {
+    const problem =
+      state === '22021'
+        ? 'a value holds a byte sequence that is not valid text (a NUL byte, say)'
+        : 'a value is not valid for its field';
+    return {
+      status: 400,
+      body: { code: 'VALIDATION_FAILED', message: problem, details: { problems: [problem] } },
+      unexpected: false,
+      lateValidation: state,
+    };
   }
   return { status: 500, body: { code: 'INTERNAL', message: 'Internal server error' }, unexpected: true };
 }

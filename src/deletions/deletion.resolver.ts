@@ -1,7 +1,6 @@
 import {
   Args,
   Context,
-  ID,
   Int,
   Mutation,
   Parent,
@@ -20,6 +19,7 @@ import { pageLimit, SortOrder } from '../common/graphql-types.js';
 import { liveFeed } from '../common/live-feed.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { requestLoader } from '../common/request-loaders.js';
+import { UuidArg } from '../common/uuid-ids.js';
 import { Channels, PgNotifications } from '../database/notifications.js';
 import { assertMayChange, hidingMissing, mayRead } from './deletion-access.js';
 import { DeletionReader, type ItemsKey, type ItemsPage, type LoadedDeletion } from './deletion-reader.js';
@@ -64,7 +64,7 @@ export class DeletionResolver {
   })
   @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
   async deletion(
-    @Args('id', { type: () => ID }) id: string,
+    @UuidArg('id', 'a deletion request id') id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<DeletionObject> {
     return deletionObject((await this.readable(id, ctx)).view);
@@ -188,7 +188,7 @@ export class DeletionResolver {
   })
   @RequirePermission('deletions:create', { checkedInHandler: true })
   async executeDeletion(
-    @Args('id', { type: () => ID }) id: string,
+    @UuidArg('id', 'a deletion request id') id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<DeletionObject> {
     assertMayChange(ctx, await hidingMissing(ctx, 'deletions:create', () => this.service.get(id)));
@@ -201,7 +201,7 @@ export class DeletionResolver {
   })
   @RequirePermission('deletions:create', { checkedInHandler: true })
   async cancelDeletion(
-    @Args('id', { type: () => ID }) id: string,
+    @UuidArg('id', 'a deletion request id') id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<DeletionObject> {
     assertMayChange(ctx, await hidingMissing(ctx, 'deletions:create', () => this.service.get(id)));
@@ -215,7 +215,7 @@ export class DeletionResolver {
   })
   @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
   async deletionProgress(
-    @Args('id', { type: () => ID }) id: string,
+    @UuidArg('id', 'a deletion request id') id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<AsyncIterableIterator<DeletionObject>> {
     await this.readable(id, ctx);

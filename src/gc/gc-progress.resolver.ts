@@ -1,4 +1,4 @@
-import { Args, Context, ID, Parent, ResolveField, Resolver, Subscription } from '@nestjs/graphql';
+import { Context, Parent, ResolveField, Resolver, Subscription } from '@nestjs/graphql';
 import { In } from 'typeorm';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
@@ -8,6 +8,7 @@ import { AppConfig } from '../config/app-config.js';
 import { liveFeed } from '../common/live-feed.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { requestLoader } from '../common/request-loaders.js';
+import { UUID_RE, UuidArg } from '../common/uuid-ids.js';
 import { Channels, PgNotifications } from '../database/notifications.js';
 import { GcRunView } from './gc.dto.js';
 import { GcRunEntity, isGcRunFinished } from './gc.entity.js';
@@ -31,7 +32,7 @@ export class GcProgressResolver {
   })
   @RequirePermission('gc:read', { checkedInHandler: true })
   async gcRunProgress(
-    @Args('id', { type: () => ID }) id: string,
+    @UuidArg('id', 'a GC run id') id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<AsyncIterableIterator<GcRunView>> {
     await this.gc.getFor(id, ctx);
@@ -70,7 +71,7 @@ export class GcAuditResolver {
     @Context('req') req: object,
     @Ctx() ctx: RequestContext,
   ): Promise<GcRunView | null> {
-    if (event.subject?.type !== 'gc_run' || !UUID.test(event.subject.id)) return null;
+    if (event.subject?.type !== 'gc_run' || !UUID_RE.test(event.subject.id)) return null;
     const loader = requestLoader<string, GcRunEntity | null>(req, 'gc-run-by-id', async (ids) => {
       const rows = await this.ds.getRepository(GcRunEntity).findBy({ id: In([...new Set(ids)]) });
       const byId = new Map(rows.map((r) => [r.id, r]));
@@ -80,5 +81,3 @@ export class GcAuditResolver {
     return run && mayUseGcRuns(ctx, 'gc:read', run.registry) ? toView(run) : null;
   }
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

@@ -1,7 +1,7 @@
 import { ArgsType, Field, GraphQLISODateTime, ID, InputType, Int, ObjectType } from '@nestjs/graphql';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsOptional, IsString, Max, MaxLength, Min } from 'class-validator';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import {
   GC_VERIFICATION_MODES,
@@ -11,6 +11,7 @@ import {
   type GcTrigger,
   type GcVerification,
 } from './gc.entity.js';
+import { IsUuidId } from '../common/uuid-ids.js';
 
 export const GC_STATUSES: GcStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
 export const GC_FENCES: GcFence[] = ['gateway', 'readonly', 'stop', 'none'];
@@ -281,9 +282,7 @@ export class GcRunQueryDto {
 }
 
 export class GcRunIdParam {
-  @Matches(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
-    message: 'id must be a GC run id (uuid)',
-  })
+  @IsUuidId('a GC run id')
   id: string;
 }
 

@@ -1,7 +1,8 @@
-import { Args, Context, ID, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
+import { Args, Context, Mutation, Parent, Query, ResolveField, Resolver } from '@nestjs/graphql';
 import { RequirePermission } from '../auth/auth.decorators.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { requestLoader } from '../common/request-loaders.js';
+import { UuidArg } from '../common/uuid-ids.js';
 import { GcSettingsDto, GcSettingsView } from './gc-settings.dto.js';
 import { GcSettingsService } from './gc-settings.service.js';
 import { GcRequestDto, GcRunPage, GcRunQueryDto, GcRunView } from './gc.dto.js';
@@ -32,13 +33,13 @@ export class GcResolver {
       'Cancel a queued or running GC run (needs gc:run on its whole registry); the registry is restored.',
   })
   @RequirePermission('gc:run', { checkedInHandler: true })
-  cancelGcRun(@Args('id', { type: () => ID }) id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
+  cancelGcRun(@UuidArg('id', 'a GC run id') id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
     return this.gc.cancel(id, ctx);
   }
 
   @Query(() => GcRunView, { description: 'One GC run (needs gc:read on its whole registry).' })
   @RequirePermission('gc:read', { checkedInHandler: true })
-  gcRun(@Args('id', { type: () => ID }) id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
+  gcRun(@UuidArg('id', 'a GC run id') id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
     return this.gc.getFor(id, ctx);
   }
 

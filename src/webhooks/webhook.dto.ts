@@ -17,11 +17,11 @@ import {
 } from 'class-validator';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { REGISTRY_NAME_RE } from '../auth/scope.js';
+import { IsUuidId } from '../common/uuid-ids.js';
 import { WEBHOOK_EVENT_TYPES } from './webhook-events.js';
 import type { WebhookDeliveryStatus } from './webhook.entity.js';
 
 export const DELIVERY_STATUSES: WebhookDeliveryStatus[] = ['pending', 'succeeded', 'dead'];
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const EVENT_TYPES_DOC = `Exact types (${WEBHOOK_EVENT_TYPES.join(', ')}), \`<prefix>.*\` wildcards (\`registry.*\`, \`deletion.*\`, \`gc.*\`) or \`*\`.`;
 
 // --- input ---------------------------------------------------------------------------------------------
@@ -203,17 +203,17 @@ export class DeliveryQueryDto {
 @ArgsType()
 export class WebhookDeliveriesArgs extends DeliveryQueryDto {
   @Field(() => ID, { description: 'The subscription.' })
-  @IsString()
+  @IsUuidId('a webhook subscription id')
   webhookId: string;
 }
 
 export class WebhookIdParam {
-  @Matches(UUID_RE, { message: 'id must be a webhook subscription id (uuid)' })
+  @IsUuidId('a webhook subscription id')
   id: string;
 }
 
 export class DeliveryIdParam extends WebhookIdParam {
-  @Matches(UUID_RE, { message: 'deliveryId must be a delivery id (uuid)' })
+  @IsUuidId('a delivery id')
   deliveryId: string;
 }
 

@@ -1,6 +1,7 @@
-import { Args, ID, Mutation, Query, Resolver } from '@nestjs/graphql';
+import { Args, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { RequirePermission } from '../auth/auth.decorators.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
+import { UuidArg } from '../common/uuid-ids.js';
 import {
   CreateWebhookDto,
   DeliveryDetailView,
@@ -28,7 +29,7 @@ export class WebhooksResolver {
 
   @Query(() => WebhookView, { description: 'One webhook subscription (needs webhooks:manage).' })
   @RequirePermission('webhooks:manage')
-  webhook(@Args('id', { type: () => ID }) id: string): Promise<WebhookView> {
+  webhook(@UuidArg('id', 'a webhook subscription id') id: string): Promise<WebhookView> {
     return this.service.get(id);
   }
 
@@ -46,8 +47,8 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   webhookDelivery(
-    @Args('webhookId', { type: () => ID }) webhookId: string,
-    @Args('deliveryId', { type: () => ID }) deliveryId: string,
+    @UuidArg('webhookId', 'a webhook subscription id') webhookId: string,
+    @UuidArg('deliveryId', 'a delivery id') deliveryId: string,
   ): Promise<DeliveryDetailView> {
     return this.service.getDelivery(webhookId, deliveryId);
   }
@@ -69,7 +70,7 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   updateWebhook(
-    @Args('id', { type: () => ID }) id: string,
+    @UuidArg('id', 'a webhook subscription id') id: string,
     @Args('input') input: UpdateWebhookDto,
     @Ctx() ctx: RequestContext,
   ): Promise<WebhookView> {
@@ -81,7 +82,7 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   async deleteWebhook(
-    @Args('id', { type: () => ID }) id: string,
+    @UuidArg('id', 'a webhook subscription id') id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<boolean> {
     await this.service.remove(id, ctx);
@@ -94,7 +95,7 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   rotateWebhookSecret(
-    @Args('id', { type: () => ID }) id: string,
+    @UuidArg('id', 'a webhook subscription id') id: string,
     @Args('input', { nullable: true }) input: RotateSecretDto,
     @Ctx() ctx: RequestContext,
   ): Promise<WebhookWithSecretView> {
@@ -107,8 +108,8 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   redeliverWebhookDelivery(
-    @Args('webhookId', { type: () => ID }) webhookId: string,
-    @Args('deliveryId', { type: () => ID }) deliveryId: string,
+    @UuidArg('webhookId', 'a webhook subscription id') webhookId: string,
+    @UuidArg('deliveryId', 'a delivery id') deliveryId: string,
     @Ctx() ctx: RequestContext,
   ): Promise<DeliveryDetailView> {
     return this.service.redeliver(webhookId, deliveryId, ctx);

@@ -8,6 +8,7 @@ import { decodeCursor, encodeCursor } from '../common/cursor.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
 import { SecretBox } from '../common/secret-box.js';
+import { UUID_RE } from '../common/uuid-ids.js';
 import { eventTypePatternProblem } from './webhook-events.js';
 import { WebhookQueue } from './webhook-queue.js';
 import { assertValidSecret, generateSecret } from './webhook-secret.js';
@@ -27,7 +28,6 @@ import {
 } from './webhook.dto.js';
 import { WebhookAttemptEntity, WebhookDeliveryEntity, WebhookSubscriptionEntity } from './webhook.entity.js';
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DEFAULT_KEEP_PREVIOUS_SECONDS = 86_400;
 
 /** Subscriptions (every change audited in its own transaction), their deliveries and redelivery. */
