@@ -896,6 +896,55 @@ describe('garbage collection through the gateway, on real registries', () => {
     }
   });
 
+  it('after deletions: waits out an active dry run, and runs nothing once the option is off', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gc-slowdry-'));
+    try {
+      const wrapper = join(dir, 'collector.sh');
+      await writeFile(wrapper, 'case " $* " in *" --dry-run "*) sleep 3;; esac\nexec docker-registry "$@"\n');
+      const { pusher } = await registry('afterdry', (s) => ({
+        executor: { ...s.localExecutor, command: ['bash', wrapper] },
+        fence: 'gateway',
+        afterDeletions: true,
+        afterDeletionsDelaySeconds: 0,
+      }));
+      const [doomed, spare] = await Promise.all(
+        ['1.0', '2.0'].map((tag) => pusher.pushImage('team/dry', [tag], { seed: `afterdry-${tag}` })),
+      );
+      const dry = (await http().post('/api/v1/registries/afterdry/gc').send({ dryRun: true }).expect(202))
+        .body as RunView;
+      await waitRun(dry.id, (r) => r.status === 'running');
+      // Settled while the dry run runs (it takes no fence): the automatic run comes after it, not never.
+      await deleteThroughGateway('afterdry', [doomed]);
+      const auto = await waitRunOf('afterdry', 'after_deletions');
+      expect(auto).toMatchObject({ status: 'succeeded', dryRun: false });
+      expect(auto.blobsDeleted).toBeGreaterThanOrEqual(1);
+      expect((await waitRun(dry.id)).status).toBe('succeeded');
+
+      // A job queued before the option was turned off does not run.
+      const settings = (await http().get('/api/v1/registries/afterdry/gc-settings').expect(200)).body;
+      await http()
+        .put('/api/v1/registries/afterdry/gc-settings')
+        .send({
+          executor: settings.executor,
+          fence: 'gateway',
+          afterDeletions: true,
+          afterDeletionsDelaySeconds: 2,
+        })
+        .expect(200);
+      await deleteThroughGateway('afterdry', [spare]);
+      await http()
+        .put('/api/v1/registries/afterdry/gc-settings')
+        .send({ executor: settings.executor, fence: 'gateway', afterDeletions: false })
+        .expect(200);
+      await new Promise((r) => setTimeout(r, 3_500));
+      const runs = (await http().get('/api/v1/gc-runs?registry=afterdry').expect(200)).body
+        .items as RunView[];
+      expect(runs.filter((r) => r.trigger === 'after_deletions').map((r) => r.id)).toEqual([auto.id]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   async function waitRunOf(registryName: string, trigger: string): Promise<RunView> {
     const deadline = Date.now() + 30_000;
     for (;;) {

@@ -2,7 +2,7 @@ import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { EventEmitter2, OnEvent } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { Job, Queue, Worker } from 'bullmq';
+import { DelayedError, Job, Queue, Worker } from 'bullmq';
 import { DataSource } from 'typeorm';
 import { AppConfig } from '../config/app-config.js';
 import { DomainError } from '../common/domain-error.js';
@@ -201,7 +201,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
 
   async onApplicationBootstrap() {
     const { lockMs } = this.config.queue;
-    this.worker = new Worker(Queues.gc, (job: Job) => this.process(job), {
+    this.worker = new Worker(Queues.gc, (job: Job, token?: string) => this.process(job, token), {
       connection: redisOptions(this.config.redis.url),
       prefix: this.config.redis.prefix,
       // Runs of different registries in parallel; one registry never has two (unique index).
@@ -252,14 +252,20 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     }
   }
 
-  async process(job: Job): Promise<unknown> {
+  async process(job: Job, token?: string): Promise<unknown> {
     switch (job.name) {
       case Jobs.gcSweep:
         return this.sweep();
       case Jobs.gcScheduled:
         return this.trigger((job.data as GcRegistryPayload).registryId, 'schedule');
-      case Jobs.gcAfterDeletions:
-        return this.trigger((job.data as GcRegistryPayload).registryId, 'after_deletions');
+      case Jobs.gcAfterDeletions: {
+        const done = await this.trigger((job.data as GcRegistryPayload).registryId, 'after_deletions');
+        if (!('deferred' in done) || !token) return done;
+        // A dry run was active: asked again after the registry's delay (a second at least), the collection
+        // the deletions want comes once it has ended.
+        await job.moveToDelayed(Date.now() + done.retryMs, token);
+        throw new DelayedError();
+      }
       case Jobs.gcRun:
         return this.execute((job.data as GcRunPayload).runId, job);
       default:
@@ -267,10 +273,17 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     }
   }
 
-  private async trigger(registryId: string, trigger: 'schedule' | 'after_deletions') {
+  private async trigger(
+    registryId: string,
+    trigger: 'schedule' | 'after_deletions',
+  ): Promise<
+    { skipped: string } | { deferred: string; retryMs: number } | { runId: string; created: boolean }
+  > {
     const registry = (await this.registries.list()).find((r) => r.id === registryId);
     const s = registry && (await this.settings.find(registry.id));
-    if (!registry || !s || (trigger === 'schedule' && !s.schedule)) return { skipped: 'not configured' };
+    // A job queued before the operator turned the option off does not run.
+    if (!registry || !s || (trigger === 'schedule' ? !s.schedule : !s.afterDeletions))
+      return { skipped: 'not configured' };
     // The settings are the operator's standing decision, fence `none` included.
     const { run, created } = await this.gc.request(
       registry.name,
@@ -282,6 +295,9 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       SYSTEM_CONTEXT,
       trigger,
     );
+    // Another run was active; a dry run collects nothing, so deletions that settled still want one.
+    if (!created && run.dryRun && trigger === 'after_deletions')
+      return { deferred: run.id, retryMs: Math.max(1_000, s.afterDeletionsDelaySeconds * 1000) };
     return { runId: run.id, created };
   }
 
