@@ -19,8 +19,12 @@ import { UpstreamError } from '../registries/client/upstream-error.js';
 import { RegistriesService } from '../registries/registries.service.js';
 import { ManifestView, RepositoryPage, TagView } from './catalog.dto.js';
 
-/** What a digest stands for; immutable, so cached per registry, repository and digest. */
+/**
+ * What a digest stands for; immutable, so cached per registry, repository and digest, unless it was
+ * built around a read that failed for the moment (`provisional`): the next read may do better.
+ */
 interface Summary {
+  provisional: boolean;
   totalSize: number;
   created: string | null;
   platform: Platform | null;
@@ -252,6 +256,7 @@ export class CatalogService {
           .sort()
           .at(-1) ?? null;
       summary = {
+        provisional: children.some((c) => c.provisional),
         totalSize: children.reduce((n, c) => n + c.totalSize, 0),
         created,
         platform: null,
@@ -260,9 +265,15 @@ export class CatalogService {
     } else {
       const image = m.json as ImageManifest;
       const cfg = image.config;
+      // An unreadable config leaves created and the platform unknown; only a definite answer (404, a
+      // body that is not the config) is kept for good, not a timeout, a 5xx or a 429.
+      let provisional = false;
       const parsed =
         cfg && /json/.test(cfg.mediaType) && cfg.size > 2
-          ? await client.getBlobJson<ImageConfig>(repository, cfg.digest).catch(() => null)
+          ? await client.getBlobJson<ImageConfig>(repository, cfg.digest).catch((err: unknown) => {
+              provisional = !(err instanceof UpstreamError) || err.retryable;
+              return null;
+            })
           : null;
       const created = typeof parsed?.created === 'string' ? parsed.created : null;
       const platform =
@@ -274,6 +285,7 @@ export class CatalogService {
             }
           : null;
       summary = {
+        provisional,
         totalSize: (cfg?.size ?? 0) + (image.layers ?? []).reduce((n, l) => n + (l.size ?? 0), 0),
         created,
         platform,
@@ -290,7 +302,7 @@ export class CatalogService {
           : null,
       };
     }
-    this.summaries.set(key, summary);
+    if (!summary.provisional) this.summaries.set(key, summary);
     return summary;
   }
 }
