@@ -6,6 +6,7 @@ import type { GraphQLArgument, GraphQLField, GraphQLInputType } from 'graphql';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import { ImagePusher } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
 
 // The copy of graphql that built the schema (see auth-matrix.e2e-spec.ts).
@@ -64,7 +65,7 @@ describe('input the gateway refuses itself', () => {
   beforeAll(async () => {
     env = await TestEnvironment.create('api_input');
     registry = await RegistryProcess.start();
-    gw = await startApi(env);
+    gw = await startApi(env, { WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true' });
     await new Promise<void>((resolve) => gw.server.listen(0, '127.0.0.1', resolve));
     wsUrl = `ws://127.0.0.1:${(gw.server.address() as AddressInfo).port}/graphql`;
     await http().post('/api/v1/registries').send({ name: 'alpha', url: registry.url }).expect(201);
@@ -210,6 +211,103 @@ describe('input the gateway refuses itself', () => {
         f: { actor: 'a\u0000b' },
       });
       expect(answer.errors?.map((e) => e.extensions?.code)).toEqual(['VALIDATION_FAILED']);
+    });
+  });
+  describe('null in a GraphQL list filter', () => {
+    let webhookId: string;
+
+    beforeAll(async () => {
+      const pusher = new ImagePusher(registry.url);
+      await pusher.pushImage('team-a/api', ['v1'], { seed: 'null-filters' });
+      await pusher.close();
+      webhookId = (
+        await http()
+          .post('/api/v1/webhooks')
+          .send({ url: 'http://127.0.0.1:9/hook', eventTypes: ['deletion.*'] })
+          .expect(201)
+      ).body.id as string;
+      // Queued and never run (no worker): a deletion request, its audit rows, a pending delivery.
+      await http()
+        .post('/api/v1/deletions')
+        .send({ registry: 'alpha', items: [{ repository: 'team-a/api', reference: 'v1' }] })
+        .expect(202);
+      await env.query(
+        `INSERT INTO gc_runs (registry, registry_id, trigger, actor_type, actor_id, dry_run, delete_untagged, fence,
+           executor, status, phase, finished_at)
+         VALUES ('alpha', gen_random_uuid(), 'manual', 'service', 'ops', true, false, 'none', 'local',
+           'succeeded', 'done', now())`,
+      );
+    });
+
+    /** The list's items, as JSON, for a query taking the variables given. */
+    async function items(query: string, variables: Record<string, unknown>) {
+      const answer = await gql(query, variables);
+      expect(answer.errors, JSON.stringify(answer.errors)).toBeUndefined();
+      const list = Object.values(answer.data!)[0] as { items: unknown[] };
+      return list.items;
+    }
+
+    it('auditEvents: a null field filters nothing, as an absent one', async () => {
+      const query = `query($f: AuditEventFilter) { auditEvents(filter: $f, limit: 500) { items { seq action } } }`;
+      const all = await items(query, {});
+      expect(all.length).toBeGreaterThanOrEqual(3);
+      for (const field of [
+        'registry',
+        'repository',
+        'actor',
+        'actorType',
+        'action',
+        'outcome',
+        'subjectType',
+        'subjectId',
+        'from',
+        'to',
+      ])
+        expect(await items(query, { f: { [field]: null } }), field).toEqual(all);
+      // Every field null at once, and unset variables inside an inline filter.
+      const everyNull = Object.fromEntries(
+        [
+          'registry',
+          'repository',
+          'actor',
+          'actorType',
+          'action',
+          'outcome',
+          'subjectType',
+          'subjectId',
+          'from',
+          'to',
+        ].map((k) => [k, null]),
+      );
+      expect(await items(query, { f: everyNull })).toEqual(all);
+      const inline = `query($r: String, $a: String, $act: String) {
+        auditEvents(filter: { registry: $r, actor: $a, action: $act }, limit: 500) { items { seq action } } }`;
+      expect(await items(inline, {})).toEqual(all);
+      expect(await items(inline, { r: null, a: null, act: null })).toEqual(all);
+      // A value still filters.
+      const alpha = await items(query, { f: { registry: 'alpha', action: null } });
+      expect(alpha.length).toBeGreaterThan(0);
+      expect(alpha.length).toBeLessThanOrEqual(all.length);
+    });
+
+    it('deletions, gcRuns and webhookDeliveries: likewise', async () => {
+      const deletions = `query($f: DeletionFilter) { deletions(filter: $f) { items { id } } }`;
+      const allDeletions = await items(deletions, {});
+      expect(allDeletions).toHaveLength(1);
+      for (const field of ['registry', 'repository', 'actor', 'status', 'from', 'to'])
+        expect(await items(deletions, { f: { [field]: null } }), field).toEqual(allDeletions);
+
+      const runs = `query($r: String, $s: String, $c: String, $l: Int) {
+        gcRuns(registry: $r, status: $s, cursor: $c, limit: $l) { items { id } } }`;
+      const allRuns = await items(runs, {});
+      expect(allRuns).toHaveLength(1);
+      expect(await items(runs, { r: null, s: null, c: null, l: null })).toEqual(allRuns);
+
+      const deliveries = `query($id: ID!, $s: String, $t: String, $c: String) {
+        webhookDeliveries(webhookId: $id, status: $s, eventType: $t, cursor: $c) { items { id eventType } } }`;
+      const allDeliveries = await items(deliveries, { id: webhookId });
+      expect(allDeliveries).toHaveLength(1);
+      expect(await items(deliveries, { id: webhookId, s: null, t: null, c: null })).toEqual(allDeliveries);
     });
   });
 });

@@ -3,6 +3,7 @@ import type { Access } from '../auth/access.js';
 import { decodeCursor, encodeCursor } from '../common/cursor.js';
 import { ValidationError } from '../common/domain-error.js';
 import { prefixRange, repositoryMatch } from '../common/glob-sql.js';
+import { withoutNulls, type NullableFilter } from '../common/list-filter.js';
 import type { AuditEventView } from './audit.dto.js';
 
 /*
@@ -35,7 +36,8 @@ export interface AuditFilter {
 }
 
 export interface AuditQuery {
-  filter: AuditFilter;
+  /** Null fields filter nothing (GraphQL's unset variables). */
+  filter: NullableFilter<AuditFilter>;
   sort?: SortOrder;
   limit: number;
   cursor?: string;
@@ -88,7 +90,7 @@ export function auditPageSql(q: AuditQuery): AuditSql {
   const params = new SqlParams();
   const p = (v: unknown) => params.p(v);
   const where: string[] = [];
-  const f = q.filter;
+  const f = withoutNulls(q.filter);
   if (f.registry !== undefined) where.push(`e.registry = ${p(f.registry)}`);
   if (f.repository !== undefined) {
     // COLLATE "C": byte order, the order of the (registry, repository, seq) index (migration 1795400000500).

@@ -12,6 +12,7 @@ import {
   encodeCursor,
 } from '../common/cursor.js';
 import { repositoryMatch } from '../common/glob-sql.js';
+import { withoutNulls, type NullableFilter } from '../common/list-filter.js';
 import type { SortOrder } from '../common/graphql-types.js';
 import type { RequestContext } from '../common/request-context.js';
 import type { DeletionItemView, DeletionRequestView } from './deletion.dto.js';
@@ -83,10 +84,11 @@ export class DeletionReader {
    * `deletions:read-own`), filtered, newest or oldest first, with their counts: one query.
    */
   async page(
-    filter: DeletionFilter,
+    given: NullableFilter<DeletionFilter>,
     opts: { sort: SortOrder; limit: number; cursor?: string },
     ctx: RequestContext,
   ): Promise<{ items: DeletionRequestView[]; nextCursor: string | null }> {
+    const filter = withoutNulls(given);
     const params = new SqlParams();
     const p = (v: unknown) => params.p(v);
     const where: string[] = [];

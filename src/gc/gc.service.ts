@@ -6,6 +6,7 @@ import { JobsOptions, Queue } from 'bullmq';
 import { DataSource, EntityManager } from 'typeorm';
 import { auditBase, recordAudit, type AuditOutcome } from '../audit/audit-event.js';
 import { createdPage } from '../common/cursor.js';
+import { withoutNulls } from '../common/list-filter.js';
 import { DENY_ALL } from '../auth/access.js';
 import { ForbiddenError } from '../auth/auth-errors.js';
 import { ConflictError, DomainError, NotFoundError } from '../common/domain-error.js';
@@ -253,7 +254,8 @@ export class GcService {
       .getOne();
   }
 
-  async list(q: GcRunQueryDto): Promise<GcRunPage> {
+  async list(given: GcRunQueryDto): Promise<GcRunPage> {
+    const q = withoutNulls(given);
     const qb = this.ds.getRepository(GcRunEntity).createQueryBuilder('r');
     if (q.registry !== undefined) qb.andWhere('r.registry = :registry', { registry: q.registry });
     if (q.status !== undefined) qb.andWhere('r.status = :status', { status: q.status });

@@ -7,6 +7,7 @@ import { repositoryGlobProblem } from '../auth/scope.js';
 import { decodeCursor, encodeCursor } from '../common/cursor.js';
 import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
+import { withoutNulls } from '../common/list-filter.js';
 import { SecretBox } from '../common/secret-box.js';
 import { UUID_RE } from '../common/uuid-ids.js';
 import { eventTypePatternProblem } from './webhook-events.js';
@@ -179,7 +180,8 @@ export class WebhooksService {
     return { ...(await this.get(id)), secret };
   }
 
-  async listDeliveries(id: string, q: DeliveryQueryDto): Promise<DeliveryPage> {
+  async listDeliveries(id: string, given: DeliveryQueryDto): Promise<DeliveryPage> {
+    const q = withoutNulls(given);
     await this.find(this.ds.manager, id);
     const limit = q.limit ?? 50;
     const after = decodeCursor(q.cursor, (v): v is { seq: string } =>

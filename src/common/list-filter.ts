@@ -1,0 +1,19 @@
+/*
+ * GraphQL clients send null for the optional variables they leave unset (`filter: { registry: $registry }`
+ * with $registry unset): in a list's filter, null means "no filter", as an absent field does. A reader
+ * that took null for a value would look for rows whose column is NULL (and find none) or fail. Every list
+ * reader takes its filter through withoutNulls before it reads a field.
+ */
+
+/** A list's filter as GraphQL may give it: any field null. */
+export type NullableFilter<T> = { [K in keyof T]?: T[K] | null };
+
+/** The filter without its null fields: what is left narrows the list. */
+export function withoutNulls<T extends object>(
+  filter: T | null | undefined,
+): { [K in keyof T]?: Exclude<T[K], null> } {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(filter ?? {}))
+    if (value !== null && value !== undefined) out[key] = value;
+  return out as { [K in keyof T]?: Exclude<T[K], null> };
+}
