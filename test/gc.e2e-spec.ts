@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import type { INestApplicationContext } from '@nestjs/common';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -305,6 +306,48 @@ describe('garbage collection through the gateway, on real registries', () => {
     finish();
     await inFlight;
     await (await throttle.fence(registry, 'a-run', 1_000)).release();
+  });
+
+  it('protects an upload that finished while the fence drained deletes: the grace window is read after it', async () => {
+    const { service, pusher } = await registry('lateupload', { graceSeconds: 300, maxGraceWaitSeconds: 1 });
+    await pusher.pushImage('team/late', ['1.0']);
+    // Nothing in the storage is young when the run starts.
+    execFileSync('find', [service.storagePath, '-exec', 'touch', '-d', '2 hours ago', '{}', '+']);
+    const [row] = await env.query<{ id: string }>(`SELECT id FROM registries WHERE name = 'lateupload'`);
+    const throttle = worker.get(RegistryThrottle);
+    let finish: (() => void) | undefined;
+    // A delete in flight on the registry: the run's fence waits for it.
+    const inFlight = throttle.withSlots(
+      { id: row.id, name: 'lateupload' } as RegistryEntity,
+      1,
+      () => new Promise<void>((r) => (finish = r)),
+    );
+    while (!finish) await new Promise((r) => setTimeout(r, 10));
+    const { id } = (await http().post('/api/v1/registries/lateupload/gc').send({}).expect(202))
+      .body as RunView;
+    await waitRun(id, (r) => r.status === 'running');
+    // Meanwhile an upload finishes whose manifest is still to come.
+    const orphan = randomBytes(2048);
+    const upload = await fetch(`${service.url}/v2/team/late/blobs/uploads/`, { method: 'POST' });
+    const put = await fetch(
+      `${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`,
+      {
+        method: 'PUT',
+        body: orphan,
+        headers: { 'content-type': 'application/octet-stream' },
+      },
+    );
+    expect(put.status).toBe(201);
+    expect((await waitRun(id, () => true)).phase).toBe('fencing');
+    finish();
+    await inFlight;
+    const run = await waitRun(id);
+    expect(run).toMatchObject({ status: 'failed', error: { code: 'GRACE_WINDOW_BLOCKED' } });
+    expect(run.error!.message).toMatch(
+      /^1 blob\(s\) the collector would delete were written less than 300 s ago/,
+    );
+    const head = await fetch(`${service.url}/v2/team/late/blobs/${sha256(orphan)}`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
   });
 
   it('cancels a running run: the registry leaves read-only mode and the gateway deletes again', async () => {

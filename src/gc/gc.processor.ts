@@ -445,15 +445,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
             tagged: alongside(parts.whole.then((b) => readTagged(executor, root, b.tags, signal))),
           }
         : undefined;
-      const reading = alongside(
-        Promise.all([
-          // Beside the collector, the walk of `blobs` starts first.
-          beside ? parts.blobsStarted : parts.whole,
-          !run.dryRun && settings.graceSeconds > 0
-            ? this.youngBlobs(executor, root, settings.graceSeconds, signal)
-            : Promise.resolve(new Set<string>()),
-        ]),
-      );
+      // Beside the collector, the walk of `blobs` starts first.
+      const reading = alongside<unknown>(beside ? parts.blobsStarted : parts.whole);
       if (!run.dryRun) {
         progress.to('fencing');
         if (run.fence !== 'none')
@@ -468,8 +461,14 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         }
       }
 
+      // The blobs written within the grace window are listed once the fence is up (after the drain, which may
+      // take minutes, and the read-only restart): an upload that finished before then is among them.
+      const youngRead =
+        !run.dryRun && settings.graceSeconds > 0
+          ? alongside(this.youngBlobs(executor, root, settings.graceSeconds, signal))
+          : Promise.resolve(new Set<string>());
       progress.to('measuring');
-      const [, young] = await reading;
+      const [, young] = await Promise.all([reading, youngRead]);
       // Taken after the collection when the collector ran beside the walks.
       if (!overlap) fields.bytes_before = (await snapshotBefore).bytes;
 
