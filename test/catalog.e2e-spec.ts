@@ -290,6 +290,7 @@ describe('registries and catalog on real registries', () => {
         size: alpine.totalSize,
         created: alpine.created,
         platforms: [{ os: 'linux', architecture: 'amd64' }],
+        missingManifests: [],
       });
       expect(byName.latest.digest).toBe(alpine.digest);
       expect(byName['3.18'].created).toBe('2023-05-01T00:00:00.000Z');
@@ -312,6 +313,97 @@ describe('registries and catalog on real registries', () => {
         headers: { accept: FULL_ACCEPT },
       });
       expect(head.headers.get('docker-content-digest')).toBe(v1.digest);
+    });
+
+    it('lists a multi-arch tag whose index names a platform manifest the registry lost, and shows which', async () => {
+      const pusher = new ImagePusher(plain.url);
+      const arm = { os: 'linux', architecture: 'arm64', variant: 'v8' };
+      const broken = await pusher.pushIndex(
+        'team-a/broken',
+        ['v1'],
+        [{ os: 'linux', architecture: 'amd64' }, arm],
+        {
+          seed: 'broken',
+        },
+      );
+      await pusher.pushImage('team-a/broken', ['single'], { seed: 'broken-single' });
+      const [amd64, arm64] = broken.children;
+      // What Distribution 2.8's GC with --delete-untagged does to a multi-arch image: the index stays,
+      // its platform manifest goes.
+      const del = await fetch(`${plain.url}/v2/team-a/broken/manifests/${arm64.digest}`, {
+        method: 'DELETE',
+      });
+      expect(del.status).toBe(202);
+      try {
+        const tags = await http().get('/api/v1/registries/plain/repositories/team-a/broken/tags').expect(200);
+        expect(tags.body.items.map((t: { name: string }) => t.name)).toEqual(['single', 'v1']);
+        expect(tags.body.items[0].missingManifests).toEqual([]);
+        expect(tags.body.items[1]).toEqual({
+          name: 'v1',
+          digest: broken.digest,
+          mediaType: broken.mediaType,
+          size: amd64.totalSize,
+          created: amd64.created,
+          platforms: [{ os: 'linux', architecture: 'amd64' }, arm],
+          missingManifests: [arm64.digest],
+        });
+
+        const manifest = await http()
+          .get('/api/v1/registries/plain/repositories/team-a/broken/manifests/v1')
+          .expect(200);
+        expect(manifest.body).toMatchObject({
+          digest: broken.digest,
+          missingManifests: [arm64.digest],
+          tags: ['v1'],
+        });
+        expect(
+          manifest.body.children.map((c: { digest: string; missing: boolean }) => [c.digest, c.missing]),
+        ).toEqual([
+          [amd64.digest, false],
+          [arm64.digest, true],
+        ]);
+
+        const gql = await http()
+          .post('/graphql')
+          .send({
+            query: `{
+              tags(registry: "plain", repository: "team-a/broken") { name missingManifests }
+              manifest(registry: "plain", repository: "team-a/broken", reference: "v1") {
+                missingManifests children { digest missing platform { architecture } }
+              }
+            }`,
+          })
+          .expect(200);
+        expect(gql.body.errors).toBeUndefined();
+        expect(gql.body.data.tags).toEqual([
+          { name: 'single', missingManifests: [] },
+          { name: 'v1', missingManifests: [arm64.digest] },
+        ]);
+        expect(gql.body.data.manifest).toEqual({
+          missingManifests: [arm64.digest],
+          children: [
+            { digest: amd64.digest, missing: false, platform: { architecture: 'amd64' } },
+            { digest: arm64.digest, missing: true, platform: { architecture: 'arm64' } },
+          ],
+        });
+
+        // Pushing the platform manifest again repairs the image, and the listing says so at once.
+        await pusher.pushImage('team-a/broken', [], {
+          seed: 'broken/linux/arm64/v8',
+          platform: arm,
+          pushByDigestOnly: true,
+        });
+        const repaired = await http()
+          .get('/api/v1/registries/plain/repositories/team-a/broken/tags')
+          .expect(200);
+        expect(repaired.body.items[1]).toMatchObject({
+          name: 'v1',
+          size: amd64.totalSize + arm64.totalSize,
+          missingManifests: [],
+        });
+      } finally {
+        await pusher.close();
+      }
     });
 
     it('returns a manifest with every tag that shares its digest', async () => {

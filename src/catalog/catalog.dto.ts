@@ -2,6 +2,11 @@ import { Field, Float, Int, ObjectType } from '@nestjs/graphql';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { GraphQLJSONObject } from 'graphql-scalars';
 
+const MISSING_MANIFESTS =
+  "Platform manifests the index names that the registry no longer has (what Distribution 2.8's garbage collection with --delete-untagged leaves): pulling those platforms fails. Empty for an intact index and for a single image; size and created count only the platforms that are there.";
+const MISSING_CHILD =
+  'The registry no longer has this platform manifest (the index is broken: pulling this platform fails). Attestations are not checked.';
+
 @ObjectType('Platform', { description: 'The platform an image is built for.' })
 export class PlatformView {
   @ApiProperty({ example: 'linux' }) @Field() os: string;
@@ -46,7 +51,12 @@ export class TagView {
     description: 'Creation time from the image config; for an index, its newest platform.',
   })
   created: string | null;
-  @ApiProperty({ type: [PlatformView] }) @Field(() => [PlatformView]) platforms: PlatformView[];
+  @ApiProperty({ type: [PlatformView], description: 'For an index, every platform it names.' })
+  @Field(() => [PlatformView], { description: 'For an index, every platform it names.' })
+  platforms: PlatformView[];
+  @ApiProperty({ type: [String], example: [], description: MISSING_MANIFESTS })
+  @Field(() => [String], { description: MISSING_MANIFESTS })
+  missingManifests: string[];
 }
 
 @ObjectType('Descriptor', { description: 'A content descriptor: what a manifest points at.' })
@@ -64,6 +74,9 @@ export class ChildView extends DescriptorView {
   @Field(() => PlatformView, { nullable: true })
   platform: PlatformView | null;
   @ApiProperty({ description: 'A build attestation, not a runnable image.' }) @Field() attestation: boolean;
+  @ApiProperty({ description: MISSING_CHILD })
+  @Field({ description: MISSING_CHILD })
+  missing: boolean;
 }
 
 @ObjectType('ImageConfigSummary')
@@ -95,6 +108,9 @@ export class ManifestView {
   config: ConfigView | null;
   @ApiProperty({ type: [DescriptorView] }) @Field(() => [DescriptorView]) layers: DescriptorView[];
   @ApiProperty({ type: [ChildView] }) @Field(() => [ChildView]) children: ChildView[];
+  @ApiProperty({ type: [String], example: [], description: MISSING_MANIFESTS })
+  @Field(() => [String], { description: MISSING_MANIFESTS })
+  missingManifests: string[];
   @ApiProperty({
     description:
       'Every tag of the repository that points at this digest: deleting the digest removes them all.',

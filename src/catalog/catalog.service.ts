@@ -20,11 +20,14 @@ import { RegistriesService } from '../registries/registries.service.js';
 import { ManifestView, RepositoryPage, TagView } from './catalog.dto.js';
 
 /**
- * What a digest stands for; immutable, so cached per registry, repository and digest, unless it was
- * built around a read that failed for the moment (`provisional`): the next read may do better.
+ * What a digest stands for; immutable, so cached per registry, repository and digest, unless it is
+ * `provisional`: built around a read that failed for the moment, or short of a platform manifest that a
+ * push may bring back. The next read may do better.
  */
 interface Summary {
   provisional: boolean;
+  /** Platform manifests an index names that the registry does not have (a broken multi-arch image). */
+  missing: string[];
   totalSize: number;
   created: string | null;
   platform: Platform | null;
@@ -132,6 +135,7 @@ export class CatalogService {
               mediaType: m.mediaType,
               size: s.totalSize,
               created: s.created,
+              missingManifests: s.missing,
               platforms: isIndex(m)
                 ? m.json.manifests
                     .filter((d) => !isAttestation(d))
@@ -176,6 +180,7 @@ export class CatalogService {
       manifestSize: m.size,
       totalSize: summary.totalSize,
       created: summary.created,
+      missingManifests: summary.missing,
       config: summary.config,
       layers: image
         ? image.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, size: l.size }))
@@ -187,6 +192,7 @@ export class CatalogService {
             size: d.size,
             platform: d.platform ?? null,
             attestation: isAttestation(d),
+            missing: summary.missing.includes(d.digest),
           }))
         : [],
       tags,
@@ -238,17 +244,28 @@ export class CatalogService {
     if (hit) return hit;
     let summary: Summary;
     if (isIndex(m)) {
-      const children = await Promise.all(
-        m.json.manifests
-          .filter((d) => !isAttestation(d))
-          .map(async (d) => {
-            const cached = this.summaries.get(`${registryId}|${repository}|${d.digest}`);
-            return (
-              cached ??
-              this.summarise(registryId, client, repository, await client.getManifest(repository, d.digest))
-            );
-          }),
+      const platforms = m.json.manifests.filter((d) => !isAttestation(d));
+      const read = await Promise.all(
+        platforms.map(async (d) => {
+          const cached = this.summaries.get(`${registryId}|${repository}|${d.digest}`);
+          if (cached) return cached;
+          let child: FetchedManifest;
+          try {
+            child = await client.getManifest(repository, d.digest);
+          } catch (err) {
+            // The index stays while a platform manifest is gone: what Distribution 2.8's GC with
+            // --delete-untagged leaves. The tag is still there, and broken, which is what its users need to see.
+            if (err instanceof UpstreamError && err.code === 'MANIFEST_UNKNOWN') return null;
+            throw err;
+          }
+          return this.summarise(registryId, client, repository, child);
+        }),
       );
+      const children = read.filter((c): c is Summary => c !== null);
+      const missing = [
+        ...platforms.filter((_, i) => read[i] === null).map((d) => d.digest),
+        ...children.flatMap((c) => c.missing),
+      ];
       const created =
         children
           .map((c) => c.created)
@@ -256,7 +273,9 @@ export class CatalogService {
           .sort()
           .at(-1) ?? null;
       summary = {
-        provisional: children.some((c) => c.provisional),
+        // Not kept while a platform manifest is missing: pushing it again repairs the image.
+        provisional: missing.length > 0 || children.some((c) => c.provisional),
+        missing,
         totalSize: children.reduce((n, c) => n + c.totalSize, 0),
         created,
         platform: null,
@@ -286,6 +305,7 @@ export class CatalogService {
           : null;
       summary = {
         provisional,
+        missing: [],
         totalSize: (cfg?.size ?? 0) + (image.layers ?? []).reduce((n, l) => n + (l.size ?? 0), 0),
         created,
         platform,
