@@ -350,6 +350,36 @@ describe('garbage collection through the gateway, on real registries', () => {
     expect(head.status).toBe(200);
   });
 
+  it('stops a run another worker recovered meanwhile (its lock lapsed): no collection without the fence', async () => {
+    const { service, pusher } = await registry('takenover', { graceSeconds: 300, maxGraceWaitSeconds: 600 });
+    const image = await pusher.pushImage('team/t', ['1.0']);
+    const orphan = randomBytes(256);
+    const upload = await fetch(`${service.url}/v2/team/t/blobs/uploads/`, { method: 'POST' });
+    await fetch(`${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`, {
+      method: 'PUT',
+      body: orphan,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    const { id } = (await http().post('/api/v1/registries/takenover/gc').send({}).expect(202))
+      .body as RunView;
+    await waitRun(id, (r) => r.phase === 'waiting-grace');
+    // What another worker's recovery writes when it takes over a run whose job lock lapsed.
+    await env.query(
+      `UPDATE gc_runs SET status = 'failed', error_code = 'WORKER_LOST', finished_at = now() WHERE id = $1`,
+      [id],
+    );
+    // The worker still waiting in the run stops at its next heartbeat and puts the registry back.
+    const deadline = Date.now() + 10_000;
+    while ((await service.isReadOnly()) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await service.isReadOnly()).toBe(false);
+    await http()
+      .post('/api/v1/deletions')
+      .send({ registry: 'takenover', items: [{ repository: 'team/t', reference: image.digest }] })
+      .expect(202);
+    expect((await waitRun(id, () => true)).error?.code).toBe('WORKER_LOST');
+  });
+
   it('cancels a running run: the registry leaves read-only mode and the gateway deletes again', async () => {
     const { service, pusher } = await registry('cancel', { graceSeconds: 300, maxGraceWaitSeconds: 600 });
     const image = await pusher.pushImage('team/c', ['1.0']);

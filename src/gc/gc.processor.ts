@@ -162,6 +162,17 @@ class Progress {
         // A cancel asked through any API replica reaches the worker at its next heartbeat.
         if (rows[0]?.cancel_requested && !this.abort.signal.aborted)
           this.abort.abort(new DomainError('GC_CANCELLED', 'the run was cancelled', 409));
+        // No longer running: this worker lost the job (its lock lapsed, say, in a Redis outage) and another
+        // worker recovered the run, restoring the registry and dropping the fence. Carrying on would collect
+        // unfenced: stop here (the run's end is already written).
+        if (!rows.length && !this.abort.signal.aborted)
+          this.abort.abort(
+            new DomainError(
+              'WORKER_LOST',
+              'the run was recovered by another worker while this one ran it',
+              500,
+            ),
+          );
         await this.job.updateProgress({ phase: this.phase });
       })
       .catch(() => undefined);
