@@ -3,7 +3,7 @@ import { ConfigError, loadConfig } from '../config/app-config.js';
 import { Access, Grant } from './access.js';
 import { generateApiToken, hashApiToken, isWellFormedApiToken } from './api-token.js';
 import { ForbiddenError } from './auth-errors.js';
-import { repositoryGlobProblem, repositoryOfPath } from './scope.js';
+import { parseRepositoryPath, repositoryGlobProblem, repositoryOfPath } from './scope.js';
 
 const grant = (
   role: Grant['role'],
@@ -80,12 +80,44 @@ describe('Access', () => {
 
 describe('scopes', () => {
   it('finds the repository of catalog and delete paths', () => {
-    expect(repositoryOfPath('team-a/api/tags')).toBe('team-a/api');
-    expect(repositoryOfPath('team-a/api/tags/')).toBe('team-a/api');
-    expect(repositoryOfPath('team-a/api/tags/v1')).toBe('team-a/api');
-    expect(repositoryOfPath('team-a/api/manifests/sha256:abc')).toBe('team-a/api');
-    expect(repositoryOfPath('tags/manifests/v1')).toBe('tags');
-    expect(repositoryOfPath('team-a/api/blobs/x')).toBe('team-a/api/blobs/x');
+    expect(repositoryOfPath('team-a/api/tags', 'read')).toBe('team-a/api');
+    expect(repositoryOfPath('team-a/api/tags/', 'read')).toBe('team-a/api');
+    expect(repositoryOfPath('team-a/api/tags/v1', 'delete')).toBe('team-a/api');
+    expect(repositoryOfPath('team-a/api/manifests/sha256:abc', 'read')).toBe('team-a/api');
+    expect(repositoryOfPath('team-a/api/manifests/sha256:abc', 'delete')).toBe('team-a/api');
+    expect(repositoryOfPath('tags/manifests/v1', 'read')).toBe('tags');
+    expect(repositoryOfPath('team-a/api/blobs/x', 'read')).toBe('team-a/api/blobs/x');
+    // Not a form of its method: taken whole.
+    expect(repositoryOfPath('team-a/api/tags/v1', 'read')).toBe('team-a/api/tags/v1');
+    expect(repositoryOfPath('team-a/api/tags', 'delete')).toBe('team-a/api/tags');
+  });
+
+  it('reads a name with tags or manifests in it as the longest the form allows', () => {
+    // The tags of team-a/api/tags, of team-a/api/manifests: not a tag or a manifest of team-a/api.
+    expect(parseRepositoryPath('team-a/api/tags/tags', 'read')).toEqual({
+      repository: 'team-a/api/tags',
+      target: 'tags',
+    });
+    expect(parseRepositoryPath('team-a/api/manifests/tags', 'read')).toEqual({
+      repository: 'team-a/api/manifests',
+      target: 'tags',
+    });
+    expect(parseRepositoryPath('team-a/api/tags/manifests/v1', 'read')).toEqual({
+      repository: 'team-a/api/tags',
+      target: 'manifests',
+      reference: 'v1',
+    });
+    expect(parseRepositoryPath('team-a/api/tags/tags', 'delete')).toEqual({
+      repository: 'team-a/api',
+      target: 'tags',
+      reference: 'tags',
+    });
+    expect(parseRepositoryPath('team-a/tags/manifests/x', 'delete')).toEqual({
+      repository: 'team-a/tags',
+      target: 'manifests',
+      reference: 'x',
+    });
+    expect(parseRepositoryPath('team-a/api', 'read')).toBeNull();
   });
 
   it('accepts repository globs and refuses what is not one', () => {

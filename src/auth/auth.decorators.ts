@@ -24,7 +24,8 @@ export interface PermissionScope {
   registryParent?: string;
   /**
    * Route parameter / GraphQL argument naming the repository; `*` is the repository part of a wildcard
-   * path (`<name>/tags…`, `<name>/manifests/<reference>`).
+   * path, read by parseRepositoryPath (scope.ts) as the handler reads it: on GET `<name>/tags` or
+   * `<name>/manifests/<reference>`, on DELETE `<name>/tags/<tag>` or `<name>/manifests/<reference>`.
    */
   repositoryParam?: string;
   /** Query-string field naming the repository. */

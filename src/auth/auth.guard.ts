@@ -187,7 +187,8 @@ export function targetOf(
   if (scope.repositoryParam === '*') {
     const raw = params['*'];
     const path = Array.isArray(raw) ? raw.join('/') : text(raw);
-    repository = path ? repositoryOfPath(path) : undefined;
+    // The route's method says which form the path has: DELETE addresses a tag or a manifest, GET reads.
+    repository = path ? repositoryOfPath(path, req.method === 'DELETE' ? 'delete' : 'read') : undefined;
   } else if (scope.repositoryParam) repository = text(params[scope.repositoryParam]);
   else if (scope.repositoryQuery) repository = text(query[scope.repositoryQuery]);
   return { ...(registry ? { registry } : {}), ...(repository ? { repository } : {}) };

@@ -29,13 +29,40 @@ export function repositoryGlobProblem(glob: string): string | null {
   return null;
 }
 
+/** How the wildcard path after `/repositories/` is read: by the catalog (GET) or by deletes (DELETE). */
+export type RepositoryPathKind = 'read' | 'delete';
+
+export interface AddressedPath {
+  repository: string;
+  /** `tags`: the repository's tags (read) or one tag (delete); `manifests`: one manifest. */
+  target: 'tags' | 'manifests';
+  /** The tag or digest; absent for the tag list. */
+  reference?: string;
+}
+
 /**
- * The repository a catalog or delete path addresses: `<name>/tags[/<tag>]` or
- * `<name>/manifests/<reference>`. Anything else is taken whole, so a glob check still applies to it.
+ * The one reading of the wildcard path after `/repositories/`, for the guard and the handlers alike: were
+ * they to split it apart differently, a caller would be authorized on one repository and served another.
+ * A repository name may itself have `tags` or `manifests` components (`team-a/api/tags` is a name), so
+ * the name is the longest the form allows:
+ * - read: `<name>/tags` (or `<name>/tags/`), else `<name>/manifests/<reference>`;
+ * - delete: `<name>/tags/<tag>` or `<name>/manifests/<reference>`.
+ * Null when the path is neither.
  */
-export function repositoryOfPath(path: string): string {
-  const m = /^(.+?)\/(?:tags(?:\/[^/]*)?|manifests\/[^/]+)\/?$/.exec(path);
-  return m ? m[1] : path;
+export function parseRepositoryPath(path: string, kind: RepositoryPathKind): AddressedPath | null {
+  if (kind === 'read') {
+    const tags = /^(.+)\/tags\/?$/.exec(path);
+    if (tags) return { repository: tags[1], target: 'tags' };
+    const manifest = /^(.+)\/manifests\/([^/]+)$/.exec(path);
+    return manifest ? { repository: manifest[1], target: 'manifests', reference: manifest[2] } : null;
+  }
+  const m = /^(.+)\/(manifests|tags)\/([^/]+)$/.exec(path);
+  return m ? { repository: m[1], target: m[2] as AddressedPath['target'], reference: m[3] } : null;
+}
+
+/** The repository a path addresses (parseRepositoryPath); anything else is taken whole, so a glob check still applies to it. */
+export function repositoryOfPath(path: string, kind: RepositoryPathKind): string {
+  return parseRepositoryPath(path, kind)?.repository ?? path;
 }
 
 export interface ScopedRole {

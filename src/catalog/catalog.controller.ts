@@ -9,6 +9,7 @@ import {
 } from '@nestjs/swagger';
 import { IsOptional, IsString, MaxLength } from 'class-validator';
 import { RequirePermission } from '../auth/auth.decorators.js';
+import { parseRepositoryPath } from '../auth/scope.js';
 import { DomainError } from '../common/domain-error.js';
 import { PageQuery } from '../common/page-query.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
@@ -77,10 +78,16 @@ export class CatalogController {
     const path = Array.isArray(rawPath) ? rawPath.join('/') : rawPath;
     if (path.length > 1024)
       throw new DomainError('PATH_TOO_LONG', 'repository path is longer than 1024 characters', 400);
-    let m = /^(.+)\/tags\/?$/.exec(path);
-    if (m) return { registry, repository: m[1], items: await this.catalog.listTags(registry, m[1]) };
-    m = /^(.+)\/manifests\/([^/]+)$/.exec(path);
-    if (m) return this.catalog.getManifest(registry, m[1], m[2]);
+    // The guard authorized the repository this same reading names.
+    const addressed = parseRepositoryPath(path, 'read');
+    if (addressed?.target === 'tags')
+      return {
+        registry,
+        repository: addressed.repository,
+        items: await this.catalog.listTags(registry, addressed.repository),
+      };
+    if (addressed?.reference !== undefined)
+      return this.catalog.getManifest(registry, addressed.repository, addressed.reference);
     throw new DomainError(
       'ROUTE_NOT_FOUND',
       'expected <repository>/tags or <repository>/manifests/<tag-or-digest>',
