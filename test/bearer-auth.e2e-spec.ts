@@ -222,6 +222,7 @@ describe('bearer token auth with a real token server and a token-auth registry',
           size: base.totalSize,
           created: CREATED,
           platforms: [{ os: 'linux', architecture: 'amd64' }],
+          missingManifests: [],
         },
       ],
     });
