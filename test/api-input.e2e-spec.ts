@@ -310,4 +310,116 @@ describe('input the gateway refuses itself', () => {
       expect(await items(deliveries, { id: webhookId, s: null, t: null, c: null })).toEqual(allDeliveries);
     });
   });
+  describe('null in a body field that may only be left out', () => {
+    const hook = { url: 'http://127.0.0.1:9/null-hook', eventTypes: ['gc.*'] };
+
+    /** A 400 VALIDATION_FAILED naming the field. */
+    function refused(
+      res: { status: number; body: { error?: { code?: string; message?: string } } },
+      field: string,
+    ) {
+      expect(res.status, `${field}: ${JSON.stringify(res.body)}`).toBe(400);
+      expect(res.body.error?.code).toBe('VALIDATION_FAILED');
+      expect(res.body.error?.message).toContain(`${field} may be left out, but not null`);
+    }
+
+    it('REST: 400 VALIDATION_FAILED for webhooks, secrets, role bindings and tokens; null still clears what it clears', async () => {
+      refused(
+        await http()
+          .post('/api/v1/webhooks')
+          .send({ ...hook, secret: null }),
+        'secret',
+      );
+      refused(
+        await http()
+          .post('/api/v1/webhooks')
+          .send({ ...hook, active: null }),
+        'active',
+      );
+      const created = await http()
+        .post('/api/v1/webhooks')
+        .send({ ...hook, registry: 'alpha', description: 'kept' })
+        .expect(201);
+      const id = created.body.id as string;
+      for (const field of ['eventTypes', 'active', 'url'])
+        refused(
+          await http()
+            .patch(`/api/v1/webhooks/${id}`)
+            .send({ [field]: null }),
+          field,
+        );
+      refused(await http().post(`/api/v1/webhooks/${id}/rotate-secret`).send({ secret: null }), 'secret');
+      refused(
+        await http().post(`/api/v1/webhooks/${id}/rotate-secret`).send({ keepPreviousSeconds: null }),
+        'keepPreviousSeconds',
+      );
+      const unchanged = (await http().get(`/api/v1/webhooks/${id}`).expect(200)).body;
+      expect(unchanged).toMatchObject({
+        url: hook.url,
+        eventTypes: ['gc.*'],
+        active: true,
+        registry: 'alpha',
+      });
+      // Where null means something, it still does.
+      const cleared = await http()
+        .patch(`/api/v1/webhooks/${id}`)
+        .send({ registry: null, description: null })
+        .expect(200);
+      expect(cleared.body).toMatchObject({ registry: null, description: null, active: true });
+
+      const sa = (await http().post('/api/v1/service-accounts').send({ name: 'null-fields' }).expect(201))
+        .body;
+      refused(
+        await http().post(`/api/v1/service-accounts/${sa.id}/tokens`).send({ expiresAt: null }),
+        'expiresAt',
+      );
+      refused(
+        await http().post(`/api/v1/service-accounts/${sa.id}/tokens`).send({ expiresInDays: null }),
+        'expiresInDays',
+      );
+      const binding = (
+        await http()
+          .post('/api/v1/role-bindings')
+          .send({ subject: { type: 'service_account', id: sa.id }, role: 'viewer', registry: 'alpha' })
+          .expect(201)
+      ).body;
+      refused(await http().patch(`/api/v1/role-bindings/${binding.id}`).send({ role: null }), 'role');
+      expect((await http().get(`/api/v1/role-bindings/${binding.id}`).expect(200)).body.role).toBe('viewer');
+      const everywhere = await http()
+        .patch(`/api/v1/role-bindings/${binding.id}`)
+        .send({ registry: null })
+        .expect(200);
+      expect(everywhere.body).toMatchObject({ role: 'viewer', registry: null });
+    });
+
+    it('GraphQL: the same refusal with extensions.code VALIDATION_FAILED', async () => {
+      const created = await gql(
+        `mutation($input: CreateWebhookInput!) { createWebhook(input: $input) { id } }`,
+        { input: { ...hook, secret: null } },
+      );
+      expect(created.errors?.map((e) => e.extensions?.code)).toEqual(['VALIDATION_FAILED']);
+      const id = (await http().post('/api/v1/webhooks').send(hook).expect(201)).body.id as string;
+      const rotated = await gql(
+        `mutation($id: ID!, $input: RotateWebhookSecretInput) { rotateWebhookSecret(id: $id, input: $input) { id } }`,
+        { id, input: { secret: null } },
+      );
+      expect(rotated.errors?.map((e) => e.extensions?.code)).toEqual(['VALIDATION_FAILED']);
+      expect(rotated.errors![0].message).toContain('secret may be left out, but not null');
+      for (const field of ['active', 'eventTypes', 'url']) {
+        const updated = await gql(
+          `mutation($id: ID!, $input: UpdateWebhookInput!) { updateWebhook(id: $id, input: $input) { id } }`,
+          { id, input: { [field]: null } },
+        );
+        expect(
+          updated.errors?.map((e) => e.extensions?.code),
+          field,
+        ).toEqual(['VALIDATION_FAILED']);
+      }
+      const cleared = await gql(
+        `mutation($id: ID!, $input: UpdateWebhookInput!) { updateWebhook(id: $id, input: $input) { id description } }`,
+        { id, input: { description: null } },
+      );
+      expect(cleared.errors).toBeUndefined();
+    });
+  });
 });

@@ -15,6 +15,7 @@ import {
   ValidateIf,
   ValidateNested,
 } from 'class-validator';
+import { IsOmittable } from '../common/omittable.js';
 import { PageQuery } from '../common/page-query.js';
 import { PERMISSIONS, ROLES, type Role } from './permissions.js';
 import { REGISTRY_NAME_RE, REPOSITORY_GLOB_RE } from './scope.js';
@@ -54,12 +55,12 @@ export class CreateTokenDto {
     example: '2027-01-31T00:00:00Z',
     description: 'When the token stops working (ISO 8601, in the future); or use expiresInDays',
   })
-  @IsOptional()
+  @IsOmittable()
   @IsISO8601({ strict: true })
   expiresAt?: string;
 
   @ApiPropertyOptional({ minimum: 1, maximum: 3650, example: 90 })
-  @IsOptional()
+  @IsOmittable()
   @Type(() => Number)
   @IsInt()
   @Min(1)
@@ -168,7 +169,7 @@ export class CreateRoleBindingDto {
 }
 
 export class UpdateRoleBindingDto {
-  @ApiPropertyOptional({ enum: ROLES }) @IsOptional() @IsIn(ROLES) role?: Role;
+  @ApiPropertyOptional({ enum: ROLES }) @IsOmittable() @IsIn(ROLES) role?: Role;
 
   @ApiPropertyOptional({ type: String, nullable: true, description: 'null: every registry' })
   @ValidateIf((_, v) => v !== null && v !== undefined)

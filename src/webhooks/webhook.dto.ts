@@ -17,6 +17,7 @@ import {
 } from 'class-validator';
 import { GraphQLJSONObject } from 'graphql-scalars';
 import { REGISTRY_NAME_RE } from '../auth/scope.js';
+import { IsOmittable } from '../common/omittable.js';
 import { IsUuidId } from '../common/uuid-ids.js';
 import { WEBHOOK_EVENT_TYPES } from './webhook-events.js';
 import type { WebhookDeliveryStatus } from './webhook.entity.js';
@@ -74,14 +75,14 @@ export class CreateWebhookDto {
       'Standard Webhooks secret (`whsec_` + base64 of 24-64 bytes). Leave it out to have one generated; it is returned once, in this answer',
   })
   @Field({ nullable: true, description: 'A `whsec_…` secret; generated when left out, returned once.' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(200)
   secret?: string;
 
   @ApiPropertyOptional({ default: true })
   @Field({ nullable: true, description: 'Inactive subscriptions receive nothing (default true).' })
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean()
   active?: boolean;
 
@@ -94,14 +95,15 @@ export class CreateWebhookDto {
 }
 
 @InputType('UpdateWebhookInput', {
-  description: 'Fields to change; `null` clears registry, repository or description.',
+  description:
+    'Fields to change; `null` clears registry, repository or description (and is refused elsewhere).',
 })
 export class UpdateWebhookDto {
-  @ApiPropertyOptional() @Field({ nullable: true }) @IsOptional() @IsString() @MaxLength(2048) url?: string;
+  @ApiPropertyOptional() @Field({ nullable: true }) @IsOmittable() @IsString() @MaxLength(2048) url?: string;
 
   @ApiPropertyOptional({ description: EVENT_TYPES_DOC })
   @Field(() => [String], { nullable: true, description: EVENT_TYPES_DOC })
-  @IsOptional()
+  @IsOmittable()
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(50)
@@ -128,7 +130,7 @@ export class UpdateWebhookDto {
       'Deactivating pauses deliveries (waiting ones are kept); activating sends what waited, in order',
   })
   @Field({ nullable: true, description: 'Deactivating pauses deliveries; activating resumes them in order.' })
-  @IsOptional()
+  @IsOmittable()
   @IsBoolean()
   active?: boolean;
 
@@ -144,7 +146,7 @@ export class UpdateWebhookDto {
 export class RotateSecretDto {
   @ApiPropertyOptional({ description: 'The new `whsec_…` secret; generated when left out' })
   @Field({ nullable: true, description: 'The new `whsec_…` secret; generated when left out.' })
-  @IsOptional()
+  @IsOmittable()
   @IsString()
   @MaxLength(200)
   secret?: string;
@@ -160,7 +162,7 @@ export class RotateSecretDto {
     nullable: true,
     description: 'Seconds the old secret keeps signing too (default 86400; 0 after a leak).',
   })
-  @IsOptional()
+  @IsOmittable()
   @Type(() => Number)
   @IsInt()
   @Min(0)
