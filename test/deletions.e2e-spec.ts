@@ -452,6 +452,39 @@ describe('deletions on real registries', () => {
     }
   });
 
+  it('does not delete an image that gained a tag after the plan: the delete would have taken that tag too', async () => {
+    const old = await pusher.pushImage('team-g/retag', ['old'], { seed: 'retag-old' });
+    await pusher.pushImage('team-g/retag', ['new', 'latest'], { seed: 'retag-new' });
+    await pusher.pushImage('team-g/other', ['1'], { seed: 'retag-other' });
+    // The request waits for a worker (behind a GC, retries or the rate limit, in real life).
+    await worker.close();
+    const res = await http()
+      .post('/api/v1/deletions')
+      .send({
+        registry: 'main',
+        items: [
+          { repository: 'team-g/retag', reference: 'old' },
+          { repository: 'team-g/other', reference: '1' },
+        ],
+      })
+      .expect(202);
+    expect(res.body.items.map((i: { tags: string[] }) => i.tags)).toEqual([['old'], ['1']]);
+    // Meanwhile a rollback points latest at the old image.
+    await pusher.tag('team-g/retag', 'latest', old.digest);
+    worker = await startWorker(env, FAST_RETRIES);
+    const done = await settled(res.body.id);
+    expect(done.status).toBe('partially_failed');
+    expect(done.items?.[0]).toMatchObject({
+      status: 'failed',
+      attempts: 1,
+      error: { code: 'TAG_ADDED', message: expect.stringContaining('team-g/retag:latest now points at') },
+    });
+    expect(done.items?.[1]).toMatchObject({ status: 'succeeded' });
+    expect(await tagsOf('team-g/retag')).toEqual(['latest', 'new', 'old']);
+    await expectIntact(old);
+    expect(await tagsOf('team-g/other')).toEqual([]);
+  });
+
   it('queues committed requests whose jobs never reached the queue', async () => {
     await pusher.pushImage('team-d/outbox', ['o1'], { seed: 'o1' });
     await worker.close();

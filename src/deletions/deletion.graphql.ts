@@ -94,7 +94,9 @@ export class DeletionCountsObject {
 
 @ObjectType('DeletionItemError')
 export class DeletionItemErrorObject {
-  @Field({ description: 'Stable code: MANIFEST_UNKNOWN, MANIFEST_IN_USE, TAG_MOVED, UPSTREAM_*, …' })
+  @Field({
+    description: 'Stable code: MANIFEST_UNKNOWN, MANIFEST_IN_USE, TAG_MOVED, TAG_ADDED, UPSTREAM_*, …',
+  })
   code: string;
   @Field() message: string;
 }

@@ -162,10 +162,68 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
       return items.map(() => failure(err));
     }
     const client = this.clients.for(registry);
+    const unplanned = await this.unplannedTags(client, request.id, items);
     return this.throttle.withSlots(registry, items.length, (slots) => {
       const limit = pLimit(slots);
-      return Promise.all(items.map((item) => limit(() => this.deleteOne(client, registry, item))));
+      return Promise.all(
+        items.map((item) => {
+          const found = unplanned.get(item.id);
+          if (found instanceof Error) return failure(found);
+          if (found) return tagAdded(item, found);
+          return limit(() => this.deleteOne(client, registry, item));
+        }),
+      );
     });
+  }
+
+  /**
+   * Tags the plan did not show that now point at an image this chunk deletes by digest. The registry removes
+   * every tag of a digest it deletes, so such a delete would take a tag nobody was shown: a rollback that
+   * re-tagged an old image while the request waited (behind a GC, retries, the rate limit), say. One
+   * tags/list per repository, and a read of each tag that no item of the request names. For an item
+   * whose repository could not be read, the error (retried as any other).
+   */
+  private async unplannedTags(
+    client: RegistryClient,
+    requestId: string,
+    items: ClaimedItem[],
+  ): Promise<Map<string, string[] | Error>> {
+    const found = new Map<string, string[] | Error>();
+    const byRepository = new Map<string, ClaimedItem[]>();
+    for (const item of items)
+      if (item.kind === 'manifest' && item.digest)
+        byRepository.set(item.repository, [...(byRepository.get(item.repository) ?? []), item]);
+    if (!byRepository.size) return found;
+    // The tags the request deletes in these repositories, in any of its chunks: those were shown.
+    const rows = (await this.ds.query(
+      `SELECT DISTINCT repository, unnest(tags) AS tag FROM deletion_items
+        WHERE request_id = $1 AND repository = ANY($2::text[])`,
+      [requestId, [...byRepository.keys()]],
+    )) as { repository: string; tag: string }[];
+    const shown = new Set(rows.map((r) => `${r.repository}:${r.tag}`));
+    const limit = pLimit(this.config.upstream.concurrency);
+    await Promise.all(
+      [...byRepository].map(async ([repository, deleting]) => {
+        try {
+          const tags = await client.listTags(repository).catch(unlessGone([] as string[]));
+          const digests = new Map(deleting.map((i) => [i.digest!, i]));
+          await Promise.all(
+            tags
+              .filter((tag) => !shown.has(`${repository}:${tag}`))
+              .map((tag) =>
+                limit(async () => {
+                  const now = await client.headManifest(repository, tag).catch(unlessGone(null));
+                  const item = now && digests.get(now.digest);
+                  if (item) found.set(item.id, [...((found.get(item.id) as string[]) ?? []), tag].sort());
+                }),
+              ),
+          );
+        } catch (err) {
+          for (const item of deleting) found.set(item.id, err as Error);
+        }
+      }),
+    );
+    return found;
   }
 
   private async deleteOne(
@@ -306,6 +364,29 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
       },
     };
   }
+}
+
+/** A 404 (the repository or tag went away meanwhile) is `value`; anything else is thrown again. */
+const unlessGone =
+  <T>(value: T) =>
+  (err: unknown): T => {
+    if (err instanceof UpstreamError && err.upstreamStatus === 404) return value;
+    throw err;
+  };
+
+/** The item is not deleted: tags the plan did not show now point at its image. */
+function tagAdded(item: ClaimedItem, tags: string[]): Outcome {
+  const one = tags.length === 1;
+  return {
+    result: 'failed',
+    upstreamStatus: null,
+    alreadyGone: null,
+    method: null,
+    error: {
+      code: 'TAG_ADDED',
+      message: `${tags.map((t) => `${item.repository}:${t}`).join(', ')} now point${one ? 's' : ''} at ${item.digest}, which the plan did not show: deleting the image would remove ${one ? 'it' : 'them'}. Nothing was deleted; plan again`,
+    },
+  };
 }
 
 /** Transient upstream trouble is retried; a refusal (4xx, delete disabled, read-only) is final at once. */
