@@ -10,7 +10,6 @@ import {
   IsISO8601,
   IsOptional,
   IsString,
-  Matches,
   Max,
   MaxLength,
   Min,
@@ -19,6 +18,7 @@ import {
 import { AUDIT_ACTOR_TYPES } from '../audit/audit.dto.js';
 import { PageQuery } from '../common/page-query.js';
 import type { DeletionItemStatus, DeletionKind, DeletionStatus } from './deletion.entity.js';
+import { IsUuidId } from '../common/uuid-ids.js';
 
 export const DELETION_STATUSES: DeletionStatus[] = [
   'planned',
@@ -142,9 +142,7 @@ export class DeletionQueryDto extends PageQuery(500, 50) {
 }
 
 export class DeletionIdParam {
-  @Matches(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, {
-    message: 'id must be a deletion request id (uuid)',
-  })
+  @IsUuidId('a deletion request id')
   id: string;
 }
 

@@ -2,6 +2,7 @@ import { Controller, Delete, Param, Query, Res } from '@nestjs/common';
 import { ApiAcceptedResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { RequirePermission } from '../auth/auth.decorators.js';
+import { parseRepositoryPath } from '../auth/scope.js';
 import { DomainError } from '../common/domain-error.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { DeleteImageQueryDto, DeletionRequestView } from './deletion.dto.js';
@@ -36,8 +37,9 @@ export class ImageDeleteController {
     const path = Array.isArray(rawPath) ? rawPath.join('/') : rawPath;
     if (path.length > 1024)
       throw new DomainError('PATH_TOO_LONG', 'repository path is longer than 1024 characters', 400);
-    const m = /^(.+)\/(manifests|tags)\/([^/]+)$/.exec(path);
-    if (!m)
+    // Read as the guard read it, so the repository authorized is the one deleted from.
+    const addressed = parseRepositoryPath(path, 'delete');
+    if (!addressed)
       throw new DomainError(
         'ROUTE_NOT_FOUND',
         'expected <repository>/manifests/<tag-or-digest> or <repository>/tags/<tag>',
@@ -46,11 +48,11 @@ export class ImageDeleteController {
           path: path.slice(0, 200),
         },
       );
-    const [, repository, keyword, reference] = m;
+    const { repository, target, reference } = addressed;
     const view = await this.deletions.createOne(
       {
         registry,
-        items: [{ repository, reference, kind: keyword === 'tags' ? 'tag' : 'manifest' }],
+        items: [{ repository, reference: reference!, kind: target === 'tags' ? 'tag' : 'manifest' }],
         dryRun: q.dryRun ?? false,
         reason: q.reason,
       },
