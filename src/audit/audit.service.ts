@@ -3,7 +3,7 @@ import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
 import type { Access } from '../auth/access.js';
-import { ValidationError } from '../common/domain-error.js';
+import { instant } from '../common/list-filter.js';
 import { ChainedRow, chainHash, toJsonData } from './audit-chain.js';
 import { AUDIT_APPEND_LOCK, type AuditableEvent, type AuditReceipt } from './audit-event.js';
 import { auditPage, auditPageSql, type AuditFilter, type AuditQuery, type AuditRow } from './audit-query.js';
@@ -254,12 +254,6 @@ function contentOf(e: AuditableEvent): Content {
     subjectId: text('subject.id', e.subject?.id),
     details: details === null ? null : toJsonData(details),
   };
-}
-
-function instant(value: string, field: string): Date {
-  const d = new Date(value);
-  if (Number.isNaN(d.getTime())) throw new ValidationError(`${field} is not a valid time`, { field });
-  return d;
 }
 
 function fromRow(r: AuditRow): ChainedRow {

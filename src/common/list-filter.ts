@@ -1,3 +1,5 @@
+import { ValidationError } from './domain-error.js';
+
 /*
  * GraphQL clients send null for the optional variables they leave unset (`filter: { registry: $registry }`
  * with $registry unset): in a list's filter, null means "no filter", as an absent field does. A reader
@@ -16,4 +18,14 @@ export function withoutNulls<T extends object>(
   for (const [key, value] of Object.entries(filter ?? {}))
     if (value !== null && value !== undefined) out[key] = value;
   return out as { [K in keyof T]?: Exclude<T[K], null> };
+}
+
+/**
+ * A list's `from`/`to` bound as a Date. The validator's ISO 8601 check accepts forms Date cannot read
+ * (2026-W01, 20260101): those are a 400 VALIDATION_FAILED naming the field, not an Invalid Date in a query.
+ */
+export function instant(value: string, field: string): Date {
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw new ValidationError(`${field} is not a valid time`, { field });
+  return d;
 }

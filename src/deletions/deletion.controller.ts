@@ -8,7 +8,7 @@ import {
 } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { RequirePermission } from '../auth/auth.decorators.js';
-import { auditFilterOf } from '../audit/audit.service.js';
+import { instant } from '../common/list-filter.js';
 import { SortOrder } from '../common/graphql-types.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { ForbiddenError } from '../auth/auth-errors.js';
@@ -73,9 +73,8 @@ export class DeletionController {
   @ApiOkResponse({ type: DeletionPage })
   list(@Query() q: DeletionQueryDto, @Ctx() ctx: RequestContext): Promise<DeletionPage> {
     const scoped = scopeDeletionList(ctx, q);
-    // The audit list's reading of from/to: ISO 8601 forms the validator accepts but Date cannot read
-    // (2026-W01) are a 400 there, not an Invalid Date in the query.
-    const { from, to } = auditFilterOf({ from: scoped.from, to: scoped.to });
+    const from = scoped.from === undefined ? undefined : instant(scoped.from, 'from');
+    const to = scoped.to === undefined ? undefined : instant(scoped.to, 'to');
     return this.reader.page(
       {
         registry: scoped.registry,
