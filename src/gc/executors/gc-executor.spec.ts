@@ -367,7 +367,7 @@ describe('createExecutor', () => {
 
   it('reports capabilities per type', async () => {
     expect(executorCapabilities({ type: 'docker', container: 'r' })).toEqual({
-      stop: true,
+      stop: false,
       readOnly: false,
       restart: true,
     });
@@ -388,7 +388,7 @@ describe('createExecutor', () => {
       }),
     ).toEqual({ stop: true, readOnly: true, restart: true });
     expect((await createExecutor({ type: 'docker', container: 'r' })).capabilities).toEqual({
-      stop: true,
+      stop: false,
       readOnly: false,
       restart: true,
     });
