@@ -10,6 +10,7 @@ import { CSV_COLUMNS } from '../src/audit/audit-export.js';
 import { operationCost } from '../src/common/graphql-limits.js';
 import {
   adminRequest,
+  boundServiceAccount,
   bearer,
   testConfig,
   TestEnvironment,
@@ -72,16 +73,9 @@ describe('GraphQL audit console', () => {
   const codes = (r: GqlResult) => (r.errors ?? []).map((e) => e.extensions?.code);
 
   async function principal(name: string, role: string, scope: { registry?: string; repository?: string }) {
-    const admin = () => adminRequest(gw.server);
-    const sa = (await admin().post('/api/v1/service-accounts').send({ name }).expect(201)).body;
-    await admin()
-      .post('/api/v1/role-bindings')
-      .send({ subject: { type: 'service_account', id: sa.id }, role, ...scope })
-      .expect(201);
-    const { token } = (await admin().post(`/api/v1/service-accounts/${sa.id}/tokens`).send({}).expect(201))
-      .body;
+    const { id, token } = await boundServiceAccount(gw.server, name, role, scope);
     tokens[name] = token;
-    return sa.id as string;
+    return id;
   }
 
   /** A deletion request with items, as a worker leaves it, straight into the tables. */

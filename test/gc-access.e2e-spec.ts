@@ -5,7 +5,14 @@ import request from 'supertest';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordAuditBatch } from '../src/audit/audit-event.js';
-import { adminRequest, bearer, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import {
+  adminRequest,
+  boundServiceAccount,
+  bearer,
+  TestEnvironment,
+  TestGateway,
+  startApi,
+} from './support/gateway.js';
 import { RegistryService } from './support/registry-service.js';
 
 /*
@@ -34,14 +41,7 @@ describe('GC runs by id: a binding on the whole registry, not on some of its rep
   const OUTPUT = 'team-b/secret: marking blob sha256:' + 'b'.repeat(64);
 
   async function principal(name: string, role: string, scope: { registry?: string; repository?: string }) {
-    const admin = () => adminRequest(gw.server);
-    const sa = (await admin().post('/api/v1/service-accounts').send({ name }).expect(201)).body;
-    await admin()
-      .post('/api/v1/role-bindings')
-      .send({ subject: { type: 'service_account', id: sa.id }, role, ...scope })
-      .expect(201);
-    tokens[name] = (await admin().post(`/api/v1/service-accounts/${sa.id}/tokens`).send({}).expect(201)).body
-      .token as string;
+    tokens[name] = (await boundServiceAccount(gw.server, name, role, scope)).token;
   }
 
   const as = (name: string) => ({

@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   adminRequest,
+  boundServiceAccount,
   ADMIN_TOKEN,
   TestEnvironment,
   TestGateway,
@@ -98,15 +99,7 @@ describe('GraphQL mutations and subscriptions on a real registry and worker', ()
   }
 
   async function principal(name: string, role: string, scope: { registry?: string; repository?: string }) {
-    const admin = () => adminRequest(gw.server);
-    const sa = (await admin().post('/api/v1/service-accounts').send({ name }).expect(201)).body;
-    await admin()
-      .post('/api/v1/role-bindings')
-      .send({ subject: { type: 'service_account', id: sa.id }, role, ...scope })
-      .expect(201);
-    tokens[name] = (
-      await admin().post(`/api/v1/service-accounts/${sa.id}/tokens`).send({}).expect(201)
-    ).body.token;
+    tokens[name] = (await boundServiceAccount(gw.server, name, role, scope)).token;
   }
 
   async function until<T>(

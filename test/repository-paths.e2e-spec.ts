@@ -1,6 +1,13 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminRequest, bearer, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
+import {
+  adminRequest,
+  boundServiceAccount,
+  bearer,
+  TestEnvironment,
+  TestGateway,
+  startApi,
+} from './support/gateway.js';
 import { ImagePusher } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
 
@@ -17,14 +24,7 @@ describe('the repository of a catalog path, for the guard and the handler alike'
   const tokens: Record<string, string> = {};
 
   async function principal(name: string, role: string, scope: { registry?: string; repository?: string }) {
-    const admin = () => adminRequest(gw.server);
-    const sa = (await admin().post('/api/v1/service-accounts').send({ name }).expect(201)).body;
-    await admin()
-      .post('/api/v1/role-bindings')
-      .send({ subject: { type: 'service_account', id: sa.id }, role, ...scope })
-      .expect(201);
-    tokens[name] = (await admin().post(`/api/v1/service-accounts/${sa.id}/tokens`).send({}).expect(201)).body
-      .token as string;
+    tokens[name] = (await boundServiceAccount(gw.server, name, role, scope)).token;
   }
 
   const get = (who: string, path: string) =>

@@ -19,6 +19,29 @@ export function adminRequest(server: TestGateway['server']) {
   return request.agent(server).set(asAdmin);
 }
 
+/**
+ * A service account bound to `role` (on `scope`: a registry, a repository glob of it, or everywhere), and
+ * an API token of it: the principal a permission test acts as.
+ */
+export async function boundServiceAccount(
+  server: TestGateway['server'],
+  name: string,
+  role: string,
+  scope: { registry?: string; repository?: string },
+): Promise<{ id: string; token: string }> {
+  const admin = () => adminRequest(server);
+  const sa = (await admin().post('/api/v1/service-accounts').send({ name }).expect(201)).body as {
+    id: string;
+  };
+  await admin()
+    .post('/api/v1/role-bindings')
+    .send({ subject: { type: 'service_account', id: sa.id }, role, ...scope })
+    .expect(201);
+  const { token } = (await admin().post(`/api/v1/service-accounts/${sa.id}/tokens`).send({}).expect(201))
+    .body as { token: string };
+  return { id: sa.id, token };
+}
+
 export function testConfig(env: TestEnvironment, overrides: Record<string, string> = {}): AppConfig {
   return loadConfig({
     NODE_ENV: 'test',
