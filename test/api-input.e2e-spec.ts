@@ -251,7 +251,7 @@ describe('input the gateway refuses itself', () => {
       const query = `query($f: AuditEventFilter) { auditEvents(filter: $f, limit: 500) { items { seq action } } }`;
       const all = await items(query, {});
       expect(all.length).toBeGreaterThanOrEqual(3);
-      for (const field of [
+      const fields = [
         'registry',
         'repository',
         'actor',
@@ -262,23 +262,10 @@ describe('input the gateway refuses itself', () => {
         'subjectId',
         'from',
         'to',
-      ])
-        expect(await items(query, { f: { [field]: null } }), field).toEqual(all);
+      ];
+      for (const field of fields) expect(await items(query, { f: { [field]: null } }), field).toEqual(all);
       // Every field null at once, and unset variables inside an inline filter.
-      const everyNull = Object.fromEntries(
-        [
-          'registry',
-          'repository',
-          'actor',
-          'actorType',
-          'action',
-          'outcome',
-          'subjectType',
-          'subjectId',
-          'from',
-          'to',
-        ].map((k) => [k, null]),
-      );
+      const everyNull = Object.fromEntries(fields.map((k) => [k, null]));
       expect(await items(query, { f: everyNull })).toEqual(all);
       const inline = `query($r: String, $a: String, $act: String) {
         auditEvents(filter: { registry: $r, actor: $a, action: $act }, limit: 500) { items { seq action } } }`;
