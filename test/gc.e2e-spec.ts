@@ -368,11 +368,18 @@ describe('garbage collection through the gateway, on real registries', () => {
       `UPDATE gc_runs SET status = 'failed', error_code = 'WORKER_LOST', finished_at = now() WHERE id = $1`,
       [id],
     );
-    // The worker still waiting in the run stops at its next heartbeat and puts the registry back.
+    // The worker still waiting in the run stops at its next heartbeat, puts the registry back (it is down
+    // for a moment while it restarts) and drops the fence.
+    const [{ id: registryId }] = await env.query<{ id: string }>(
+      `SELECT id FROM registries WHERE name = 'takenover'`,
+    );
+    const throttle = worker.get(RegistryThrottle);
+    const restored = async () =>
+      !(await throttle.fencedBy(registryId)) && !(await service.isReadOnly().catch(() => true));
     const deadline = Date.now() + 10_000;
-    while ((await service.isReadOnly()) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 100));
+    while (!(await restored()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     expect(await service.isReadOnly()).toBe(false);
+    expect(await throttle.fencedBy(registryId)).toBeNull();
     await http()
       .post('/api/v1/deletions')
       .send({ registry: 'takenover', items: [{ repository: 'team/t', reference: image.digest }] })
