@@ -216,12 +216,12 @@ describe('docker GC executor against a fake Engine API', () => {
       dropStreamFor: 2_500,
       exitCode: 0,
     }));
-    const started = Date.now();
     const result = await executor.garbageCollect({ dryRun: true, deleteUntagged: false });
     expect(result.exitCode).toBe(0);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(2_400);
+    // It answered once the command had ended, not when the stream closed (the command ran on for 2.5 s).
+    expect([...engine.execs.values()].map((e) => e.running)).toEqual([false]);
     expect(result.output).toMatch(/^marking\.\.\.\n\n\[registry-gateway: the output stream closed early/);
-    expect(engine.calls.filter((c) => c.startsWith('GET /exec/')).length).toBeGreaterThan(20);
+    expect(engine.calls.filter((c) => c.startsWith('GET /exec/')).length).toBeGreaterThan(1);
   });
 
   it('talks to an Engine over TCP too', async () => {

