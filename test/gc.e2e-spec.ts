@@ -397,6 +397,35 @@ describe('garbage collection through the gateway, on real registries', () => {
     expect((await waitRun(id, () => true)).error?.code).toBe('WORKER_LOST');
   });
 
+  it('probes the registry again after a run: a probe taken while it was read-only does not outlive the run', async () => {
+    const { service, pusher } = await registry('reprobe', { graceSeconds: 2, maxGraceWaitSeconds: 60 });
+    const image = await pusher.pushImage('team/p', ['1.0']);
+    const orphan = randomBytes(512);
+    const upload = await fetch(`${service.url}/v2/team/p/blobs/uploads/`, { method: 'POST' });
+    await fetch(`${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`, {
+      method: 'PUT',
+      body: orphan,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
+    const { id } = (await http().post('/api/v1/registries/reprobe/gc').send({}).expect(202)).body as RunView;
+    await waitRun(id, (r) => r.phase === 'waiting-grace');
+    // The scheduled probe, had it run now.
+    expect((await http().get('/api/v1/registries/reprobe/health').expect(200)).body.deletes).toBe(
+      'read-only',
+    );
+    expect((await waitRun(id)).status).toBe('succeeded');
+    const deadline = Date.now() + 10_000;
+    const deletes = async () =>
+      (await http().get('/api/v1/registries/reprobe').expect(200)).body.probe.deletes;
+    while ((await deletes()) !== 'enabled' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await deletes()).toBe('enabled');
+    await http()
+      .post('/api/v1/deletions')
+      .send({ registry: 'reprobe', items: [{ repository: 'team/p', reference: image.digest }] })
+      .expect(202);
+  });
+
   it('cancels a running run: the registry leaves read-only mode and the gateway deletes again', async () => {
     const { service, pusher } = await registry('cancel', { graceSeconds: 300, maxGraceWaitSeconds: 600 });
     const image = await pusher.pushImage('team/c', ['1.0']);

@@ -421,6 +421,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     let fence: RegistryFence | undefined;
     let snapshotBefore: Promise<StorageSnapshot> | undefined;
     let state: 'normal' | 'readonly' | 'stopped' = 'normal';
+    /** The registry was put read-only, stopped or restarted: what a probe saw meanwhile is stale. */
+    let lifecycleTouched = false;
     const fields: Partial<Record<string, unknown>> = {};
     let failure: unknown;
     let collecting = false;
@@ -464,10 +466,12 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           fence = await this.throttle.fence(registry, run.id, this.config.gc.drainTimeoutMs);
         if (run.fence === 'readonly') {
           state = 'readonly';
+          lifecycleTouched = true;
           await executor.restart({ readOnly: true });
           await waitReady(client, this.config.gc.readyTimeoutMs, signal);
         } else if (run.fence === 'stop') {
           state = 'stopped';
+          lifecycleTouched = true;
           await executor.stop();
         }
       }
@@ -571,6 +575,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           await executor.start({ readOnly: false });
           state = 'normal';
         } else if (state === 'readonly' || settings.cache.type === 'inmemory') {
+          lifecycleTouched = true;
           await executor.restart({ readOnly: false });
           state = 'normal';
         }
@@ -668,6 +673,14 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         failure,
         progress.phase,
       );
+      // A probe that ran while the registry was read-only, stopped or restarting stored that: deletes would
+      // be refused (REGISTRY_READ_ONLY) until the next scheduled probe. Probed again now it serves again.
+      if (lifecycleTouched)
+        void this.registries
+          .probe(registry)
+          .catch((err: Error) =>
+            this.logger.warn(`registry "${registry.name}" not probed after GC run ${run.id}: ${err.message}`),
+          );
     }
   }
 
