@@ -5,7 +5,8 @@
  * but Node's own modules, so it runs as it is, built (`.js`) or from source (`.ts`, Node strips the types).
  *
  * Messages in: { op: 'run', id, argv, viaFiles } and { op: 'kill', id, signal }.
- * Messages out: { op: 'out', id, fd, data } for each chunk, then { op: 'exit', id, code, signal, error }.
+ * Messages out: { op: 'started', id, pid }, { op: 'out', id, fd, data } for each chunk, then
+ * { op: 'exit', id, code, signal, error }.
  * Each command gets its own process group; when the worker goes away (the IPC channel closes) every
  * group still running is killed and this process exits.
  */
@@ -62,6 +63,8 @@ function run(id: number, argv: string[], viaFiles = false): void {
     return;
   }
   running.set(id, child);
+  // The worker learns the command's process group, to kill it itself should this process die.
+  if (child.pid !== undefined) send({ op: 'started', id, pid: child.pid });
   let error: { code?: string; message: string } | undefined;
   child.on('error', (err: NodeJS.ErrnoException) => {
     error = { code: err.code, message: err.message };
@@ -217,3 +220,8 @@ process.on('disconnect', () => {
   for (const child of running.values()) killGroup(child, 'SIGKILL');
   process.exit(0);
 });
+
+// This process shares the worker's process group: a Ctrl-C or a supervisor signalling the group reaches it
+// too. The commands stay the worker's to stop (its shutdown aborts a run, which kills the collector before
+// the registry is put back); once the worker is gone, 'disconnect' kills what is left.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => undefined);

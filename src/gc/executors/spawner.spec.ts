@@ -117,19 +117,39 @@ describe('local commands through the spawner process', () => {
     await until(() => !pids.some(alive), 'killed');
   });
 
-  it('fails what a dead spawner was running, and starts a new one for the next command', async () => {
+  it('fails and kills what a dead spawner was running, and starts a new one for the next command', async () => {
+    let pids: number[] = [];
+    const running = executor.exec(['sh', '-c', 'sleep 300 & echo "$$ $!"; wait'], {
+      onOutput: (c) => (pids = c.trim().split(' ').map(Number)),
+    });
+    await until(() => pids.length === 2, 'started');
+    const helper = Spawner.get().pid!;
+    process.kill(helper, 'SIGKILL');
+    await expect(running).rejects.toMatchObject({ code: 'EXECUTOR_COMMAND_FAILED' });
+    // Its own process group outlives the helper: the worker kills it.
+    await until(() => !pids.some(alive), 'killed by the worker');
+    const next = await executor.exec(['echo', 'again']);
+    expect(next).toMatchObject({ exitCode: 0, output: 'again\n' });
+    expect(Spawner.get().pid).not.toBe(helper);
+  });
+
+  it('keeps its commands when a signal reaches the whole process group: they are the worker’s to stop', async () => {
     let pid = 0;
+    const abort = new AbortController();
     const running = executor.exec(['sh', '-c', 'echo $$; exec sleep 300'], {
+      signal: abort.signal,
       onOutput: (c) => (pid = Number(c.trim())),
     });
     await until(() => pid > 0, 'started');
     const helper = Spawner.get().pid!;
-    process.kill(helper, 'SIGKILL');
-    await expect(running).rejects.toMatchObject({ code: 'EXECUTOR_COMMAND_FAILED' });
-    process.kill(-pid, 'SIGKILL'); // its group outlived the helper; this test cleans it up
-    const next = await executor.exec(['echo', 'again']);
-    expect(next).toMatchObject({ exitCode: 0, output: 'again\n' });
-    expect(Spawner.get().pid).not.toBe(helper);
+    // What a Ctrl-C or a supervisor's group signal does to the helper (the test's own process is spared).
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.kill(helper, signal);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(alive(helper)).toBe(true);
+    expect(alive(pid)).toBe(true);
+    abort.abort();
+    await expect(running).rejects.toMatchObject({ code: 'EXECUTOR_ABORTED' });
+    await until(() => !alive(pid), 'killed on abort');
   });
 
   it('kills what it started when the worker process dies', async () => {

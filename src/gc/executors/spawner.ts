@@ -23,17 +23,23 @@ export interface SpawnHandlers {
 
 interface Pending extends SpawnHandlers {
   resolve: (exit: SpawnedExit) => void;
+  /** The helper that runs it. */
+  helper: ChildProcess;
+  /** The command's process group, once started. */
+  pid?: number;
 }
 
 type Outgoing =
-  { op: 'out'; id: number; fd: 1 | 2; data: Uint8Array } | ({ op: 'exit'; id: number } & SpawnedExit);
+  | { op: 'started'; id: number; pid: number }
+  | { op: 'out'; id: number; fd: 1 | 2; data: Uint8Array }
+  | ({ op: 'exit'; id: number } & SpawnedExit);
 
 /**
  * Starts commands for the worker through one small helper process (spawner-child.ts), so that forking
  * does not copy the worker's page tables each time: in a worker of a few hundred MiB a direct spawn stalls
  * the event loop for 10 to 20 ms, and a GC run starts a dozen commands. The helper is started on first
- * use, once per process, and never keeps the process alive; if it dies, the commands it ran fail and the
- * next one starts a new helper.
+ * use, once per process, and never keeps the process alive; if it dies, the commands it ran are killed and
+ * fail, and the next one starts a new helper.
  */
 export class Spawner {
   private static shared?: Spawner;
@@ -57,7 +63,9 @@ export class Spawner {
   ): { done: Promise<SpawnedExit>; kill: (s: NodeJS.Signals) => void } {
     const child = this.helper();
     const id = this.nextId++;
-    const done = new Promise<SpawnedExit>((resolve) => this.pending.set(id, { ...handlers, resolve }));
+    const done = new Promise<SpawnedExit>((resolve) =>
+      this.pending.set(id, { ...handlers, resolve, helper: child }),
+    );
     // The channel keeps the process alive while a command runs, and only then.
     child.channel?.ref();
     child.send({ op: 'run', id, argv, viaFiles: handlers.viaFiles });
@@ -81,7 +89,9 @@ export class Spawner {
     child.on('message', (m: Outgoing) => {
       const p = this.pending.get(m.id);
       if (!p) return;
-      if (m.op === 'out') p.onData(m.fd, Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
+      if (m.op === 'started') p.pid = m.pid;
+      else if (m.op === 'out')
+        p.onData(m.fd, Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength));
       else {
         this.pending.delete(m.id);
         if (!this.pending.size) child.channel?.unref();
@@ -90,9 +100,17 @@ export class Spawner {
     });
     const lost = (why: string) => {
       if (this.child === child) this.child = undefined;
-      // Whatever it was running is lost with it.
+      // Whatever it was running is lost with it, and killed here: a command (the collector) must not go on
+      // unseen while the worker puts the registry back. Commands of a newer helper are not this one's.
       for (const [id, p] of this.pending) {
+        if (p.helper !== child) continue;
         this.pending.delete(id);
+        if (p.pid !== undefined)
+          try {
+            process.kill(-p.pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
         p.resolve({ code: null, signal: null, pid: null, error: { message: `the spawner process ${why}` } });
       }
     };
