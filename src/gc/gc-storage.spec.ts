@@ -104,6 +104,32 @@ describe('execLines', () => {
     });
     expect([count, last, broken]).toEqual([200_000, '200000', []]);
   });
+
+  it('reads a missing folder in any locale, and never takes a command that could not run for one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'execlines-'));
+    try {
+      // The host's language does not reach the command: its message is the C locale's, and read as such.
+      const seen: string[] = [];
+      await execLines(
+        executor,
+        [
+          'sh',
+          '-c',
+          `test "$LC_ALL" = C && echo "du: cannot access '${dir}/gone': No such file or directory" >&2; exit 1`,
+        ],
+        undefined,
+        (line) => seen.push(line),
+        { urgent: true },
+      );
+      expect(seen).toEqual([]);
+      // exit 127 with the same words on stderr: the program itself is missing.
+      await expect(
+        execLines(executor, ['no-such-program-here', dir], undefined, () => undefined),
+      ).rejects.toMatchObject({ code: 'EXECUTOR_COMMAND_FAILED', message: expect.stringContaining('127') });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 /** Disk usage of a path by one `du -sk`, in bytes. */

@@ -95,6 +95,9 @@ export async function execLines(
   let missing = false;
   const r = await executor.exec(urgent ? argv : [...NICE, ...argv], {
     signal,
+    // The messages read below are the C locale's, whatever the host's (a German `du` says "Datei oder
+    // Verzeichnis nicht gefunden").
+    env: { LC_ALL: 'C' },
     manyLines,
     // The lines go to onLine and stderr is kept above: the result's output is read only when a command
     // said nothing on stderr, so it keeps far less than a listing's megabyte.
@@ -119,7 +122,9 @@ export async function execLines(
     },
   });
   if (pending) onLine(pending);
-  if (!okExitCodes.includes(r.exitCode) && !missing)
+  // 126/127: the command itself could not be run (`env: 'nice': No such file or directory`), which is no
+  // missing folder.
+  if ((!okExitCodes.includes(r.exitCode) && !missing) || r.exitCode === 126 || r.exitCode === 127)
     throw new DomainError(
       'EXECUTOR_COMMAND_FAILED',
       `${argv[0]} exited with ${r.exitCode}: ${(said || r.output).slice(-STDERR_KEPT)}`,
