@@ -5,7 +5,7 @@ import { createServer as createTlsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { withoutNice } from './storage.js';
+import { programOf } from './storage.js';
 
 /**
  * Just enough of the Docker Engine API, on a unix socket (or TCP), to test the docker GC executor at
@@ -212,7 +212,7 @@ export class FakeDockerEngine {
     let argv = exec.cmd;
     const wrapped = argv[0] === 'sh' && argv[1] === '-c' && argv[2]?.includes(PID_MARKER);
     if (wrapped) argv = argv.slice(4);
-    argv = withoutNice(argv);
+    argv = programOf(argv);
     const behaviour = argv[0] === 'kill' ? {} : this.behaviour(argv, exec.env);
     if (wrapped && !behaviour.pidLineLast) await writeFrame(socket, 2, `${PID_MARKER} ${exec.pid}\n`);
     if (argv[0] === 'kill') {

@@ -5,7 +5,7 @@ import { createServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { makeCertificates, type TestCertificates } from './tls.js';
-import { withoutNice } from './storage.js';
+import { programOf } from './storage.js';
 
 /**
  * Just enough of the Kubernetes API to test the kubernetes GC executor at its protocol boundary
@@ -19,7 +19,7 @@ import { withoutNice } from './storage.js';
  * - a "controller": a deleted pod gets a deletionTimestamp, disappears shortly after, and a new pod
  *   with the same labels appears Pending, then Running and Ready
  *
- * `nice -n <n> argv...` behaves as argv, as `nice` would.
+ * `env K=V ... argv` and `nice -n <n> argv...` behave as argv, as `env` and `nice` would.
  * Commands wrapped by the executor (`sh -c 'echo <marker> $$ >&2; exec "$@"' sh argv...`) report a
  * fake PID first; an exec of `kill -TERM <pid>` ends the hanging exec with that PID (exit 143).
  */
@@ -304,7 +304,7 @@ export class FakeKubeApi {
       this.finish(exec, target ? 0 : 1);
       return;
     }
-    argv = withoutNice(argv);
+    argv = programOf(argv);
     const b = this.behaviour(argv, pod.metadata.name, container);
     for (const line of b.stdout ?? []) await send(1, line);
     for (const line of b.stderr ?? []) await send(2, line);

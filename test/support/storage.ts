@@ -6,7 +6,16 @@ export async function storageBytes(executor: GcExecutor): Promise<number> {
   return (await snapshotInParts(executor, executor.storagePath).whole).bytes;
 }
 
-/** What a command under `nice -n <n>` runs: the fake executors' peers behave as the command itself. */
-export function withoutNice(argv: string[]): string[] {
-  return argv[0] === 'nice' && argv[1] === '-n' ? argv.slice(3) : argv;
+/**
+ * The program a wrapped command runs, as the fake peers see it: `env K=V ... argv` and `nice -n <n> argv`
+ * behave as argv, as `env` and `nice` would.
+ */
+export function programOf(argv: string[]): string[] {
+  let rest = argv;
+  if (rest[0] === 'env') {
+    let i = 1;
+    while (i < rest.length && /^[A-Za-z_][A-Za-z0-9_]*=/.test(rest[i])) i++;
+    rest = rest.slice(i);
+  }
+  return rest[0] === 'nice' && rest[1] === '-n' ? rest.slice(3) : rest;
 }
