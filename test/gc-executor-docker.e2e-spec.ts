@@ -129,9 +129,9 @@ describe('docker GC executor against a fake Engine API', () => {
     expect(commands).toEqual(
       expect.arrayContaining([
         // Under `nice`: the registry in the container comes first.
-        ['nice', '-n', '19', 'du', '-ak', '/var/lib/registry/docker/registry/v2/blobs'],
-        ['nice', '-n', '19', 'du', '-ak', '/var/lib/registry/docker/registry/v2/repositories'],
-        expect.arrayContaining(['nice', 'find', '/var/lib/registry', '-prune', 'stat']),
+        ['nice', '-n', '19', 'du', '-akH', '/var/lib/registry/docker/registry/v2/blobs'],
+        ['nice', '-n', '19', 'du', '-akH', '/var/lib/registry/docker/registry/v2/repositories'],
+        expect.arrayContaining(['nice', 'find', '/var/lib/registry/', '-prune', 'stat']),
       ]),
     );
   });

@@ -137,6 +137,37 @@ const duBytes = (path: string) =>
   Number(execFileSync('du', ['-sk', path], { encoding: 'utf8' }).split('\t')[0]) * 1024;
 
 describe('storage snapshot', () => {
+  it('follows a blob folder moved to another disk behind a symlink, in a storage path with glob characters', async () => {
+    // `[` and `*` in the path: as find -path patterns they would match nothing, and nothing would be pruned.
+    const root = await mkdtemp(join(tmpdir(), 'gc-snap[1]*-'));
+    const moved = await mkdtemp(join(tmpdir(), 'gc-moved-blobs-'));
+    try {
+      const v2 = v2Root(root);
+      for (const c of ['a', 'b']) {
+        const data = blobDataPath(root, d(c)).replace(`${v2}/blobs`, moved);
+        await mkdir(join(data, '..'), { recursive: true });
+        await writeFile(data, Buffer.alloc(20_000, 1));
+      }
+      await mkdir(`${v2}/repositories/app/_manifests/tags/latest/current`, { recursive: true });
+      await writeFile(`${v2}/repositories/app/_manifests/tags/latest/current/link`, d('a'));
+      execFileSync('ln', ['-s', moved, `${v2}/blobs`]);
+      const executor = new LocalGcExecutor({
+        type: 'local',
+        command: ['true'],
+        configPath: join(root, 'config.yml'),
+        storagePath: root,
+      });
+      const snap = await snapshotInParts(executor, root).whole;
+      expect([...snap.blobs.keys()].sort()).toEqual([d('a'), d('b')]);
+      // The moved blobs once (the link itself takes no block), the rest of the root once.
+      expect(snap.bytes).toBe(duBytes(root) + duBytes(moved));
+      expect(snap.tags).toEqual([{ repository: 'app', tag: 'latest' }]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+      await rm(moved, { recursive: true, force: true });
+    }
+  });
+
   it('walks the two trees side by side to the total of one du of the root, and lists the structure', async () => {
     const root = await mkdtemp(join(tmpdir(), 'gc-snapshot-'));
     try {
@@ -257,7 +288,8 @@ describe('what a push changes under repositories', () => {
       const before = await manifestFolders(executor, root);
       expect([...before.keys()].sort()).toEqual(
         [
-          `${v2}/repositories`,
+          // Walked from `repositories/`, which follows a symlinked folder.
+          `${v2}/repositories/`,
           `${v2}/repositories/team`,
           repo,
           `${repo}/_manifests`,

@@ -51,6 +51,9 @@ export interface StorageSnapshot {
   tags: { repository: string; tag: string }[];
 }
 
+/** A path as a `find -path` pattern that matches only itself. */
+const globEscaped = (path: string) => path.replace(/[[\]*?\\]/g, '\\$&');
+
 export function v2Root(root: string): string {
   return `${root.replace(/\/+$/, '')}/docker/registry/v2`;
 }
@@ -166,9 +169,14 @@ export function snapshotInParts<F = never>(
   const { snapshot, walk } = snapshotReader(executor, root, signal);
   let started!: () => void;
   const blobsStarted = new Promise<void>((resolve) => (started = resolve));
-  const base = root.replace(/\/+$/, '') || '/';
+  // The trailing slash follows a storage folder that is a symlink, as the registry does; the paths are
+  // patterns to -path, so a `[`, `*` or `?` in the storage path is escaped.
+  const base = `${root.replace(/\/+$/, '')}/`;
   const [blobs, repositories] = [`${v2Root(root)}/blobs`, `${v2Root(root)}/repositories`];
-  const rest = [base, '(', '-path', blobs, '-o', '-path', repositories, ')', '-prune', '-o'];
+  const rest = [
+    ...[base, '(', '-path', globEscaped(blobs), '-o', '-path', globEscaped(repositories), ')'],
+    ...['-prune', '-o'],
+  ];
   const outsideRepositories = Promise.all([
     walk(blobs, opts.besideCollector, started).finally(started),
     execLines(executor, ['find', ...rest, '-exec', 'stat', '-c', '%b %B', '{}', '+'], signal, (line) => {
@@ -220,7 +228,8 @@ export async function manifestFolders(
     executor,
     [
       'find',
-      `${v2Root(root)}/repositories`,
+      // The trailing slash follows a `repositories` that is a symlink.
+      `${v2Root(root)}/repositories/`,
       ...['-path', '*/_manifests/revisions/*/*', '-prune', ...stat, '-o'],
       ...[
         '(',
@@ -277,7 +286,9 @@ function snapshotReader(executor: GcExecutor, root: string, signal?: AbortSignal
   const walk = (top: string, urgent?: boolean, onFirstLine?: () => void) =>
     execLines(
       executor,
-      ['du', '-ak', top],
+      // -H: a `blobs` or `repositories` that is a symlink (moved to another disk) is walked, as the registry
+      // follows it; links inside are not (GNU and busybox du alike).
+      ['du', '-akH', top],
       signal,
       (line) => {
         onFirstLine?.();

@@ -924,7 +924,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       executor,
       [
         'find',
-        `${root}/docker/registry/v2/blobs`,
+        // The trailing slash follows a `blobs` that is a symlink (moved to another disk), as the registry does.
+        `${v2Root(root)}/blobs/`,
         '-type',
         'f',
         '-name',
