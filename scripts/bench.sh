@@ -18,7 +18,7 @@ export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
 ensure_deps
-ensure_apt_packages docker-registry skopeo
+ensure_apt_packages docker-registry
 if [ "${KEEP_SERVICES:-0}" != 1 ]; then
   trap 'stop_started_now' EXIT
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sourced by every project script: puts Node 24 first on PATH (fetched from the npm registry into
 # .tools/ when the machine has an older one) and installs npm dependencies when they are stale.
-# Users with nvm/volta get the version from .nvmrc; this is for machines without them.
+# Users with nvm get the version from .nvmrc; this is for machines without it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -2,7 +2,7 @@
 # `npm test`: every check CI runs, on a fresh Debian machine too. Puts Node 24 on PATH, installs npm
 # dependencies, makes Postgres and Redis reachable (reusing running servers, else starting local ones
 # under .data/), installs the Debian packages the e2e suites start themselves (docker-registry,
-# skopeo, openssh-server), then runs lint, typecheck, build and vitest. Extra arguments go to vitest:
+# openssh-server, openssl), then runs lint, typecheck, build and vitest. Extra arguments go to vitest:
 #   npm test -- test/catalog.e2e-spec.ts
 # Environment (defaults):
 #   TEST_DATABASE_URL  postgres://postgres@127.0.0.1:5432/postgres  (suites create their own databases)
@@ -21,7 +21,7 @@ export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 TEST_STEPS="${TEST_STEPS:-lint typecheck build vitest}"
 
 ensure_deps
-ensure_apt_packages docker-registry skopeo openssh-server
+ensure_apt_packages docker-registry openssh-server openssl
 if [ "${KEEP_SERVICES:-0}" != 1 ]; then
   # Leave the machine as it was: servers this run started stop when it ends (data stays in .data/).
   trap 'stop_started_now' EXIT

@@ -34,7 +34,7 @@ UP_TIMEOUT="${UP_TIMEOUT:-60}"
 mkdir -p "$DATA" "$LOG_DIR" "$RUN_DIR"
 
 ensure_deps
-ensure_apt_packages docker-registry skopeo
+ensure_apt_packages docker-registry
 ensure_postgres "$DATABASE_URL"
 ensure_redis "$REDIS_URL"
 

@@ -118,6 +118,18 @@ ensure_apt_packages() {
     tail -n 20 "$apt_log" >&2
     die "apt-get install ${missing[*]} failed"
   fi
+  # Their units would start the system's servers at the next boot, on the ports the scripts look at first
+  # (a Postgres asking for passwords on 5432, a registry with other settings on 5000): those just installed
+  # are disabled, as the scripts start their own. sshd is left as it is.
+  if command -v systemctl >/dev/null 2>&1; then
+    for p in "${missing[@]}"; do
+      case "$p" in
+      postgresql | redis-server | docker-registry)
+        _as_root systemctl disable --quiet "$p" >>"$apt_log" 2>&1 || true
+        ;;
+      esac
+    done
+  fi
   log "installed ${missing[*]}"
 }
 
