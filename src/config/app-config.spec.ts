@@ -53,6 +53,24 @@ describe('loadConfig', () => {
     );
   });
 
+  it('takes an empty variable for an unset one, and refuses a delay no timer can wait', () => {
+    const c = loadConfig({
+      ...base,
+      PORT: '',
+      RATE_LIMIT_REQUESTS: '',
+      REGISTRIES_FILE_POLL_MS: '',
+      QUEUE_LOCK_MS: '',
+    });
+    expect(c.http.port).toBe(8080);
+    expect(c).toEqual(loadConfig(base));
+    expect(() => loadConfig({ ...base, REGISTRIES_FILE_POLL_MS: String(2 ** 31) })).toThrow(
+      /REGISTRIES_FILE_POLL_MS/,
+    );
+    expect(() => loadConfig({ ...base, GRAPHQL_SUBSCRIPTION_POLL_MS: '1e10' })).toThrow(
+      /GRAPHQL_SUBSCRIPTION_POLL_MS/,
+    );
+  });
+
   it('accepts a base64 key', () => {
     const c = loadConfig({ ...base, SECRETS_KEY: Buffer.alloc(32, 7).toString('base64') });
     expect(c.secretsKey.equals(Buffer.alloc(32, 7))).toBe(true);

@@ -168,7 +168,11 @@ export class ConfigError extends Error {
 }
 
 /** Parses and validates the environment; throws a ConfigError that names every bad variable. */
-export function loadConfig(env: Record<string, string | undefined> = process.env): AppConfig {
+export function loadConfig(given: Record<string, string | undefined> = process.env): AppConfig {
+  // An empty variable is an unset one (`${VAR}` of an unset VAR in compose or a chart gives ""), not a
+  // value: z.coerce.number() would read "" as 0 (RATE_LIMIT_REQUESTS= turning rate limiting off, PORT= a
+  // random port).
+  const env = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== ''));
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     throw new ConfigError(

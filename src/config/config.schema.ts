@@ -7,6 +7,9 @@ const bool = z
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 /** Every environment variable the gateway reads. Nothing outside src/config touches process.env. */
+/** The longest delay a Node timer takes; longer ones fire at once (every millisecond, for an interval). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   HOST: z.string().default('0.0.0.0'),
@@ -27,8 +30,8 @@ export const envSchema = z.object({
     .refine((v) => decodeKey(v) !== null, 'must be 32 bytes, as 64 hex characters or base64')
     .describe('AES-256-GCM key that encrypts registry passwords and webhook secrets at rest'),
   REGISTRIES_FILE: z.string().optional(),
-  REGISTRIES_FILE_POLL_MS: z.coerce.number().int().min(0).default(5000),
-  UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+  REGISTRIES_FILE_POLL_MS: z.coerce.number().int().min(0).max(MAX_TIMER_MS).default(5000),
+  UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(MAX_TIMER_MS).default(30_000),
   UPSTREAM_CONNECTIONS: z.coerce.number().int().min(1).max(1024).default(32),
   UPSTREAM_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(32),
   CATALOG_PAGE_SIZE: z.coerce.number().int().min(1).max(1000).default(1000),
@@ -43,10 +46,10 @@ export const envSchema = z.object({
     .describe('global cap on the manifests and tags one deletion request may delete'),
   DELETE_CHUNK_SIZE: z.coerce.number().int().min(1).max(1000).default(50),
   DELETE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(12),
-  DELETE_BACKOFF_MS: z.coerce.number().int().min(10).default(1000),
-  DELETE_BACKOFF_MAX_MS: z.coerce.number().int().min(10).default(60_000),
+  DELETE_BACKOFF_MS: z.coerce.number().int().min(10).max(MAX_TIMER_MS).default(1000),
+  DELETE_BACKOFF_MAX_MS: z.coerce.number().int().min(10).max(MAX_TIMER_MS).default(60_000),
   DELETE_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4),
-  DELETE_RECOVER_EVERY_MS: z.coerce.number().int().min(1000).default(30_000),
+  DELETE_RECOVER_EVERY_MS: z.coerce.number().int().min(1000).max(MAX_TIMER_MS).default(30_000),
   WORKER_METRICS_PORT: z
     .preprocess((v) => (v === '' ? undefined : v), z.coerce.number().int().min(0).max(65535).optional())
     .describe(
@@ -60,18 +63,21 @@ export const envSchema = z.object({
     .number()
     .int()
     .min(1000)
+    .max(MAX_TIMER_MS)
     .default(15 * 60_000)
     .describe('how long a GC run waits for the deletes in flight on its registry to finish before it fails'),
   GC_HEARTBEAT_MS: z.coerce
     .number()
     .int()
     .min(100)
+    .max(MAX_TIMER_MS)
     .default(5000)
     .describe('how often a GC run records progress'),
   GC_SWEEP_EVERY_MS: z.coerce
     .number()
     .int()
     .min(1000)
+    .max(MAX_TIMER_MS)
     .default(30_000)
     .describe('how often workers look for GC runs to queue or to recover from a crashed worker'),
   GC_OUTPUT_RETENTION_DAYS: z.coerce
@@ -96,6 +102,7 @@ export const envSchema = z.object({
     .number()
     .int()
     .min(1000)
+    .max(MAX_TIMER_MS)
     .default(120_000)
     .describe('how long a GC run waits for a restarted registry to answer /v2/'),
   GC_VERIFY_CONCURRENCY: z.coerce
@@ -125,6 +132,7 @@ export const envSchema = z.object({
     .number()
     .int()
     .min(1000)
+    .max(MAX_TIMER_MS)
     .default(30_000)
     .describe('how long a job stays locked to a worker that stopped answering before another takes it'),
   WEBHOOK_TIMEOUT_MS: z.coerce
@@ -145,12 +153,14 @@ export const envSchema = z.object({
     .number()
     .int()
     .min(10)
+    .max(MAX_TIMER_MS)
     .default(30_000)
     .describe('delay before the second attempt; doubles with each failure'),
   WEBHOOK_BACKOFF_MAX_MS: z.coerce
     .number()
     .int()
     .min(10)
+    .max(MAX_TIMER_MS)
     .default(3 * 3600_000)
     .describe('the longest delay between two attempts'),
   WEBHOOK_WORKER_CONCURRENCY: z.coerce
@@ -164,6 +174,7 @@ export const envSchema = z.object({
     .number()
     .int()
     .min(1000)
+    .max(MAX_TIMER_MS)
     .default(30_000)
     .describe('how often workers queue subscriptions with waiting deliveries whose job is missing'),
   WEBHOOK_RETENTION_DAYS: z.coerce
@@ -306,6 +317,7 @@ export const envSchema = z.object({
     .number()
     .int()
     .min(500)
+    .max(MAX_TIMER_MS)
     .default(10_000)
     .describe('subscriptions also re-read their row this often, besides reacting to Postgres notifications'),
 });
