@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { ImagePusher } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
+import { encodeCursor } from '../src/common/cursor.js';
 
 // The copy of graphql that built the schema (see auth-matrix.e2e-spec.ts).
 const { getNamedType, isEnumType, isInputObjectType, isListType, isNonNullType, isObjectType } =
@@ -211,6 +212,21 @@ describe('input the gateway refuses itself', () => {
         f: { actor: 'a\u0000b' },
       });
       expect(answer.errors?.map((e) => e.extensions?.code)).toEqual(['VALIDATION_FAILED']);
+    });
+
+    it('a delivery cursor past the bigint sequence is VALIDATION_FAILED, not a 500', async () => {
+      const id = (
+        await http()
+          .post('/api/v1/webhooks')
+          .send({ url: 'http://127.0.0.1:9/cursor', eventTypes: ['gc.*'] })
+          .expect(201)
+      ).body.id as string;
+      const cursor = encodeCursor({ seq: '9999999999999999999' });
+      const res = await http().get(`/api/v1/webhooks/${id}/deliveries?cursor=${cursor}`).expect(400);
+      expect(res.body.error.code).toBe('VALIDATION_FAILED');
+      await http()
+        .get(`/api/v1/webhooks/${id}/deliveries?cursor=${encodeCursor({ seq: '42' })}`)
+        .expect(200);
     });
   });
   describe('null in a GraphQL list filter', () => {

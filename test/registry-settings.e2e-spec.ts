@@ -159,6 +159,10 @@ describe('per-registry delete settings and events token', () => {
       [{ eventsToken: 123456789 }, /eventsToken must be a string/],
       [{ eventsToken: null }, /eventsToken must be a string/],
       [{ eventsTokenHash: sha256hex('x') }, /property eventsTokenHash should not exist/],
+      // Omittable, not nullable: auth {type: 'none'} clears credentials.
+      [{ auth: null }, /auth may be left out, but not null/],
+      [{ tls: null }, /tls may be left out, but not null/],
+      [{ deletes: null }, /deletes may be left out, but not null/],
     ];
     for (const [body, message] of bad) {
       const res = await http().patch('/api/v1/registries/tuned').send(body);
@@ -171,6 +175,11 @@ describe('per-registry delete settings and events token', () => {
       .send({ name: 'never', url: registry.url, deletes: { concurrency: 0 } })
       .expect(400);
     expect(created.body.error.code).toBe('VALIDATION_FAILED');
+    const noAuth = await http()
+      .post('/api/v1/registries')
+      .send({ name: 'never', url: registry.url, auth: null })
+      .expect(400);
+    expect(noAuth.body.error.code).toBe('VALIDATION_FAILED');
     await http().get('/api/v1/registries/never').expect(404);
     expect(await stored('tuned')).toEqual({
       delete_concurrency: 256,

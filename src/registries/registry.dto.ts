@@ -22,6 +22,7 @@ import {
   type RegistryProbe,
   type RegistrySource,
 } from './registry.entity.js';
+import { IsOmittable } from '../common/omittable.js';
 
 export const REGISTRY_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 export const EVENTS_TOKEN_MIN = 24;
@@ -129,21 +130,21 @@ abstract class RegistrySettingsDto {
 
   @ApiPropertyOptional({ type: RegistryAuthDto })
   @Field(() => RegistryAuthDto, { nullable: true })
-  @IsOptional()
+  @IsOmittable()
   @ValidateNested()
   @Type(() => RegistryAuthDto)
   auth?: RegistryAuthDto;
 
   @ApiPropertyOptional({ type: RegistryTlsDto })
   @Field(() => RegistryTlsDto, { nullable: true })
-  @IsOptional()
+  @IsOmittable()
   @ValidateNested()
   @Type(() => RegistryTlsDto)
   tls?: RegistryTlsDto;
 
   @ApiPropertyOptional({ type: RegistryDeletesDto })
   @Field(() => RegistryDeletesDto, { nullable: true })
-  @IsOptional()
+  @IsOmittable()
   @ValidateNested()
   @Type(() => RegistryDeletesDto)
   deletes?: RegistryDeletesDto;

@@ -32,6 +32,8 @@ import { WebhookAttemptEntity, WebhookDeliveryEntity, WebhookSubscriptionEntity 
 const DEFAULT_KEEP_PREVIOUS_SECONDS = 86_400;
 
 /** Subscriptions (every change audited in its own transaction), their deliveries and redelivery. */
+
+const MAX_BIGINT = 2n ** 63n - 1n;
 @Injectable()
 export class WebhooksService {
   constructor(
@@ -184,9 +186,11 @@ export class WebhooksService {
     const q = withoutNulls(given);
     await this.find(this.ds.manager, id);
     const limit = q.limit ?? 50;
-    const after = decodeCursor(q.cursor, (v): v is { seq: string } =>
-      /^\d{1,19}$/.test(String((v as { seq?: unknown })?.seq)),
-    );
+    // A position in the bigint sequence: digits, no larger than the column takes.
+    const after = decodeCursor(q.cursor, (v): v is { seq: string } => {
+      const seq = String((v as { seq?: unknown })?.seq);
+      return /^\d{1,19}$/.test(seq) && BigInt(seq) <= MAX_BIGINT;
+    });
     const qb = this.ds
       .getRepository(WebhookDeliveryEntity)
       .createQueryBuilder('d')
