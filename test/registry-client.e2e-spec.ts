@@ -1,3 +1,5 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DomainError } from '../src/common/domain-error.js';
@@ -505,6 +507,61 @@ describe('RegistryClient deletes with credentials', () => {
     } finally {
       await registry.cleanup();
       await tokens.stop();
+    }
+  });
+});
+
+describe('RegistryClient lists tags page by page, the way the registry links them', () => {
+  let registry: RegistryProcess;
+  let front: Server;
+  let frontUrl: string;
+  const asked: string[] = [];
+
+  beforeAll(async () => {
+    registry = await RegistryProcess.start();
+    const pusher = new ImagePusher(registry.url);
+    await pusher.pushImage('team/paged', ['a', 'b', 'c', 'd', 'e'], { seed: 'paged' });
+    await pusher.close();
+    // A registry that pages its tags with an opaque cursor in its Link (as some do), in front of a real one
+    // (Distribution 2.8 answers every tag at once): it reads only its own `page` token and ignores a
+    // `last`, so a client that makes up `last` reads page 1 again.
+    front = createServer((req, res) => {
+      const url = new URL(req.url!, 'http://front');
+      asked.push(url.search);
+      void request(`${registry.url}${url.pathname}`).then(async (r) => {
+        const all = ((await r.body.json()) as { name: string; tags: string[] }).tags;
+        const n = Number(url.searchParams.get('n') ?? 100);
+        const from = Number(Buffer.from(url.searchParams.get('page') ?? '', 'base64url').toString() || 0);
+        const headers: Record<string, string> = { 'content-type': 'application/json' };
+        if (from + n < all.length)
+          headers.link = `<${url.pathname}?n=${n}&page=${Buffer.from(String(from + n)).toString('base64url')}>; rel="next"`;
+        res
+          .writeHead(r.statusCode, headers)
+          .end(JSON.stringify({ name: 'team/paged', tags: all.slice(from, from + n) }));
+      });
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    frontUrl = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    await new Promise((resolve) => front?.close(resolve));
+    await registry?.cleanup();
+  });
+
+  it('follows the query of each Link, an opaque cursor included, and reads every tag once', async () => {
+    const client = new RegistryClient(
+      { name: 'opaque', url: frontUrl, auth: { type: 'none' }, tls: { insecure: false } },
+      OPTIONS,
+    );
+    try {
+      const tags = await client.listTags('team/paged', 2);
+      expect(tags).toHaveLength(5);
+      expect(tags.sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+      expect(asked.slice(1).every((q) => /[?&]page=/.test(q) && !/[?&]last=/.test(q))).toBe(true);
+      expect(asked).toHaveLength(3);
+    } finally {
+      await client.close();
     }
   });
 });

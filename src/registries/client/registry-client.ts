@@ -158,24 +158,33 @@ export class RegistryClient {
     };
   }
 
-  /** Every tag of a repository, following Link pagination. */
+  /**
+   * Every tag of a repository, following Link pagination: the next page is asked for with the query the
+   * Link gives, whatever it holds (Distribution's `last`, or another registry's opaque cursor, which a
+   * `last` made up here would not move past: the first page again and again, and the tags after it never
+   * seen by a deletion's plan).
+   */
   async listTags(repository: string, pageSize = 1000): Promise<string[]> {
     const tags: string[] = [];
-    let last: string | undefined;
+    let query: Record<string, string | number> = { n: pageSize };
+    const asked = new Set<string>();
     for (;;) {
       const res = await this.expect({
         method: 'GET',
         path: `${repository}/tags/list`,
-        query: { n: pageSize, last },
+        query,
         what: `repository ${repository}`,
       });
       const body = await readJson<{ tags?: string[] | null }>(this.name, res, 16 * 1024 * 1024);
       const page = Array.isArray(body.tags) ? body.tags : [];
       tags.push(...page);
       const link = parseNextLink(res.headers.link);
-      const next = link?.searchParams.get('last') ?? page.at(-1);
-      if (!link || !next || next === last || page.length === 0) return tags;
-      last = next;
+      if (!link || page.length === 0) return tags;
+      const next = link.searchParams.toString();
+      // A registry that links to a page already read would never end.
+      if (asked.has(next)) return tags;
+      asked.add(next);
+      query = Object.fromEntries(link.searchParams);
     }
   }
 
