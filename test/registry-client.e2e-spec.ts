@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -560,6 +560,83 @@ describe('RegistryClient lists tags page by page, the way the registry links the
       expect(tags.sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
       expect(asked.slice(1).every((q) => /[?&]page=/.test(q) && !/[?&]last=/.test(q))).toBe(true);
       expect(asked).toHaveLength(3);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('RegistryClient on a registry whose blobs live in object storage', () => {
+  let registry: RegistryProcess;
+  let image: PushedImage;
+  let front: Server;
+  let storage: Server;
+  let frontUrl: string;
+  const frontAsked: { method: string; path: string; authorization?: string }[] = [];
+  const storageAsked: { method: string; authorization?: string }[] = [];
+
+  const listen = async (server: Server) => {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return (server.address() as AddressInfo).port;
+  };
+  /** Passes a request on to the real registry and its answer back. */
+  const pass = (req: IncomingMessage, res: ServerResponse, path: string) =>
+    void request(`${registry.url}${path}`, {
+      method: req.method as 'GET',
+      headers: { ...req.headers, host: undefined, authorization: undefined },
+      body: req.method === 'GET' || req.method === 'HEAD' ? undefined : req,
+    }).then(async (r) => {
+      const headers = Object.fromEntries(
+        Object.entries(r.headers).filter(([k]) => k !== 'transfer-encoding' && k !== 'connection'),
+      ) as Record<string, string>;
+      if (headers.location) headers.location = headers.location.replace(registry.url, frontUrl);
+      res.writeHead(r.statusCode, headers).end(Buffer.from(await r.body.arrayBuffer()));
+    });
+
+  beforeAll(async () => {
+    registry = await RegistryProcess.start();
+    const pusher = new ImagePusher(registry.url);
+    image = await pusher.pushImage('team/s3', ['1'], { seed: 's3' });
+    await pusher.close();
+    // The storage: another origin (localhost, where the registry is 127.0.0.1), serving what it is sent to.
+    storage = createServer((req, res) => {
+      storageAsked.push({ method: req.method!, authorization: req.headers.authorization });
+      pass(req, res, req.url!);
+    });
+    const storagePort = await listen(storage);
+    // The registry as object storage makes it: blob reads answered with a 307 to the storage's URL.
+    front = createServer((req, res) => {
+      frontAsked.push({ method: req.method!, path: req.url!, authorization: req.headers.authorization });
+      if (/^\/v2\/.+\/blobs\/sha256:[0-9a-f]{64}$/.test(req.url!) && ['GET', 'HEAD'].includes(req.method!))
+        res.writeHead(307, { location: `http://localhost:${storagePort}${req.url}?X-Amz-Signature=x` }).end();
+      else pass(req, res, req.url!);
+    });
+    frontUrl = `http://127.0.0.1:${await listen(front)}`;
+  });
+
+  afterAll(async () => {
+    await Promise.all([front, storage].map((s) => new Promise((resolve) => s?.close(resolve))));
+    await registry?.cleanup();
+  });
+
+  it('reads a blob where the redirect sends it, without the credentials, and takes a redirect for a blob it has', async () => {
+    const client = new RegistryClient(
+      {
+        name: 's3',
+        url: frontUrl,
+        auth: { type: 'basic', username: 'ci', password: 'secret' },
+        tls: { insecure: false },
+      },
+      OPTIONS,
+    );
+    try {
+      const config = await client.getBlobJson<{ architecture?: string }>('team/s3', image.config.digest);
+      expect(config).toHaveProperty('architecture');
+      expect(storageAsked).toEqual([{ method: 'GET', authorization: undefined }]);
+      expect(frontAsked[0].authorization).toMatch(/^Basic /);
+      // A push of a blob the registry holds (HEAD answered with the redirect) uploads nothing.
+      await client.uploadBlob('team/s3', image.config.digest, Buffer.from('unused'));
+      expect(frontAsked.map((a) => a.method)).toEqual(['GET', 'HEAD']);
     } finally {
       await client.close();
     }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { Agent, Dispatcher } from 'undici';
+import { rootCertificates } from 'node:tls';
+import { Agent, Dispatcher, interceptors } from 'undici';
 import { FetchedManifest, INDEX_TYPES, IMAGE_TYPES, MANIFEST_ACCEPT, MediaTypes } from './oci-types.js';
 import { assertDigest, assertRepositoryName, assertTag } from './reference.js';
 import {
@@ -46,6 +47,11 @@ export interface SendOptions {
   body?: Buffer | string;
   /** What the request is about, for error messages ("manifest a/b:latest"). */
   what: string;
+  /**
+   * Follow redirects (at most 3): a registry on object storage answers a blob read with a 307 to the
+   * storage's URL. The Authorization header is not sent to another origin.
+   */
+  followRedirects?: boolean;
 }
 
 export type UpstreamResponse = Dispatcher.ResponseData;
@@ -66,6 +72,8 @@ const GONE_CODES = new Set(['MANIFEST_UNKNOWN', 'NAME_UNKNOWN']);
 export class RegistryClient {
   readonly name: string;
   private readonly agent: Agent;
+  /** The agent, following redirects (blob reads). */
+  private readonly following: Dispatcher;
   private readonly base: URL;
   private readonly basePath: string;
   private readonly tokens = new LRUCache<string, string>({ max: 5000 });
@@ -86,10 +94,12 @@ export class RegistryClient {
       bodyTimeout: options.timeoutMs,
       connect: {
         timeout: Math.min(options.timeoutMs, 10_000),
-        ca: target.tls.ca || undefined,
+        // The registry's own CA beside the usual ones: a blob read may be redirected to object storage.
+        ca: target.tls.ca ? [...rootCertificates, target.tls.ca] : undefined,
         rejectUnauthorized: !target.tls.insecure,
       },
     });
+    this.following = this.agent.compose(interceptors.redirect({ maxRedirections: 3 }));
   }
 
   async close(): Promise<void> {
@@ -291,7 +301,12 @@ export class RegistryClient {
   /** Reads a small JSON blob (an image config), verifying its digest. */
   async getBlobJson<T>(repository: string, digest: string, maxBytes = 8 * 1024 * 1024): Promise<T> {
     const what = `blob ${repository}@${digest}`;
-    const res = await this.expect({ method: 'GET', path: `${repository}/blobs/${digest}`, what });
+    const res = await this.expect({
+      method: 'GET',
+      path: `${repository}/blobs/${digest}`,
+      what,
+      followRedirects: true,
+    });
     const raw = await readBytes(this.name, res, maxBytes);
     if (
       digest.startsWith('sha256:') &&
@@ -391,7 +406,8 @@ export class RegistryClient {
     const what = `blob ${repository}@${digest}`;
     const head = await this.send({ method: 'HEAD', path: `${repository}/blobs/${digest}`, what });
     await head.body.dump();
-    if (head.statusCode === 200) return;
+    // A redirect to object storage is the registry serving the blob from there.
+    if (head.statusCode === 200 || (head.statusCode >= 300 && head.statusCode < 400)) return;
     if (head.statusCode !== 404) throw upstreamErrorFromResponse(this.name, head.statusCode, undefined, what);
 
     // 2.8 ignores a body on the POST (it only opens the session), so the content goes with the PUT.
@@ -511,7 +527,7 @@ export class RegistryClient {
     if (authorization) headers.authorization = authorization;
     const t0 = performance.now();
     try {
-      const res = await this.agent.request({
+      const res = await (opts.followRedirects ? this.following : this.agent).request({
         origin: this.base.origin,
         path,
         method: opts.method,
