@@ -74,6 +74,19 @@ describe('registries declared in a YAML file', () => {
     await adminRequest(gw.server).delete('/api/v1/registries/alpha').expect(409);
   });
 
+  it('reads the secret files again: a password rotated in its file is applied, the YAML unchanged', async () => {
+    const sync = gw.app.get(RegistriesFileSync);
+    const authOf = async () =>
+      (await adminRequest(gw.server).get('/api/v1/registries/beta').expect(200)).body.probe.auth as string;
+    await writeFile(join(dir, 'password'), 'rotated-elsewhere\n');
+    expect(await sync.syncNow()).toEqual({ created: [], updated: ['alpha', 'beta'], removed: [] });
+    expect(await authOf()).not.toBe('ok');
+    await writeFile(join(dir, 'password'), 'from-file\n');
+    expect(await sync.syncNow()).toEqual({ created: [], updated: ['alpha', 'beta'], removed: [] });
+    expect(await authOf()).toBe('ok');
+    expect(await sync.syncNow()).toBeNull();
+  });
+
   it('keeps the database in sync when the file changes, leaving API-created registries alone', async () => {
     await adminRequest(gw.server).post('/api/v1/registries').send({ name: 'manual', url: a.url }).expect(201);
     await writeFile(file, `registries:\n  - name: alpha\n    url: ${a.url}\n    description: changed\n`);
@@ -93,6 +106,9 @@ describe('registries declared in a YAML file', () => {
     });
     expect((await trail('beta')).map((e) => e.action)).toEqual([
       'registry.unregistered',
+      // The password rotated in its file and back (the test before).
+      'registry.updated',
+      'registry.updated',
       'registry.registered',
     ]);
     const res = await adminRequest(gw.server).get('/api/v1/registries').expect(200);

@@ -85,7 +85,7 @@ export class RegistriesFileSync implements OnApplicationBootstrap, OnApplication
     const path = this.config.registriesFile.path;
     if (!path) return null;
     const text = await readFile(path, 'utf8');
-    const hash = createHash('sha256').update(text).digest('hex');
+    const hash = await fingerprint(text);
     if (hash === this.lastHash) return null;
     const wanted = await this.parse(text, path);
     const raw = (parse(text) as { registries?: FileRegistry[] } | null)?.registries ?? [];
@@ -208,4 +208,33 @@ function problems(e: ClassValidatorError, parent = ''): string[] {
 
 function fileError(path: string, message: string): DomainError {
   return new DomainError('REGISTRIES_FILE_INVALID', `registries file ${path} ${message}`, 500, { path });
+}
+
+/**
+ * What a sync depends on: the file's text and the contents of every file it names (`passwordFile`,
+ * `caFile`, `eventsTokenFile`, the gc sections' secret files): a secret rotated in its own file (a mounted
+ * Kubernetes secret, say) is a change though the YAML is not.
+ */
+async function fingerprint(text: string): Promise<string> {
+  const hash = createHash('sha256').update(text);
+  const named = async (value: unknown): Promise<void> => {
+    if (Array.isArray(value)) for (const v of value) await named(v);
+    else if (value && typeof value === 'object')
+      for (const [key, v] of Object.entries(value)) {
+        if (key.endsWith('File') && typeof v === 'string')
+          hash.update(`\0${v}\0`).update(await readFile(v).catch(() => 'unreadable'));
+        else await named(v);
+      }
+  };
+  // A file that does not parse is reported by the parse that follows; its text alone is its fingerprint.
+  await named(
+    (() => {
+      try {
+        return parse(text) as unknown;
+      } catch {
+        return null;
+      }
+    })(),
+  );
+  return hash.digest('hex');
 }
