@@ -140,6 +140,21 @@ describe('per-registry delete settings and events token', () => {
     expect(max.body.deletes.concurrency).toBe(256);
   });
 
+  it('keeps the probe a change stored when a probe of the registry as it was comes after it', async () => {
+    await http().post('/api/v1/registries').send({ name: 'moving', url: registry.url }).expect(201);
+    const registries = gw.app.get(RegistriesService);
+    // What the scheduled probe holds: every registry as it read them when it started.
+    const asRead = await registries.get('moving');
+    // The registry moves (nothing listens on port 9): the change probes the new address.
+    await http().patch('/api/v1/registries/moving').send({ url: 'http://127.0.0.1:9' }).expect(200);
+    const reachable = async () =>
+      (await http().get('/api/v1/registries/moving').expect(200)).body.probe.reachable as boolean;
+    expect(await reachable()).toBe(false);
+    await registries.probe(asRead);
+    expect(await reachable()).toBe(false);
+    await http().delete('/api/v1/registries/moving').expect(204);
+  });
+
   it('refuses bad values with VALIDATION_FAILED and changes nothing', async () => {
     const bad: [Record<string, unknown>, RegExp][] = [
       [{ deletes: { concurrency: 0 } }, /concurrency must not be less than 1/],

@@ -140,11 +140,13 @@ export class RegistriesService {
   /** Probes the registry now and stores what it learned. */
   async probe(entity: RegistryEntity): Promise<RegistryEntity> {
     const probe = await this.prober.probe(this.clients.for(entity), entity.authType);
-    // Plain UPDATE: the probe must not bump updated_at, which versions the client pool.
-    await this.repo.query('UPDATE registries SET probe = $1 WHERE id = $2', [
-      JSON.stringify(probe),
-      entity.id,
-    ]);
+    // Plain UPDATE: the probe must not bump updated_at, which versions the client pool. Stored only if the
+    // registry is still as it was read: a probe of the old URL or credentials (the scheduled probe, which
+    // read every registry when it started) must not overwrite the one its change stored.
+    await this.repo.query(
+      `UPDATE registries SET probe = $1 WHERE id = $2 AND date_trunc('milliseconds', updated_at) = $3`,
+      [JSON.stringify(probe), entity.id, entity.updatedAt],
+    );
     entity.probe = probe;
     return entity;
   }
