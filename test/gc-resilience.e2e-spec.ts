@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayProcess } from '../bench/support/gateway-process.js';
 import { TestEnvironment } from './support/environment.js';
-import { ImagePusher, sha256 } from './support/image-pusher.js';
+import { ImagePusher, uploadOrphanBlob } from './support/image-pusher.js';
 import { RegistryService } from './support/registry-service.js';
 
 interface RunView {
@@ -60,13 +59,7 @@ describe('GC survives a crashed worker', () => {
   it('restores the registry, releases the fence and fails the run when its worker is killed', async () => {
     const pusher = new ImagePusher(service.url);
     const image = await pusher.pushImage('team/app', ['1.0']);
-    const orphan = randomBytes(512);
-    const upload = await fetch(`${service.url}/v2/team/app/blobs/uploads/`, { method: 'POST' });
-    await fetch(`${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`, {
-      method: 'PUT',
-      body: orphan,
-      headers: { 'content-type': 'application/octet-stream' },
-    });
+    await uploadOrphanBlob(service.url, 'team/app', 512);
 
     const run = await api('POST', '/api/v1/registries/main/gc', {});
     await waitRun(run.id, (r) => r.phase === 'waiting-grace');

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import type { INestApplicationContext } from '@nestjs/common';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,7 @@ import {
   startApi,
   startWorker,
 } from './support/gateway.js';
-import { ImagePusher, sha256, type PushedImage } from './support/image-pusher.js';
+import { ImagePusher, sha256, uploadOrphanBlob, type PushedImage } from './support/image-pusher.js';
 import { WorkerMetricsServer } from '../src/common/worker-metrics.js';
 import { GcProcessor } from '../src/gc/gc.processor.js';
 import { flushRedisCache } from '../src/gc/gc-verifier.js';
@@ -261,13 +261,7 @@ describe('garbage collection through the gateway, on real registries', () => {
     const { service, pusher } = await registry('busy', { graceSeconds: 2, maxGraceWaitSeconds: 60 });
     const image = await pusher.pushImage('team/busy', ['1.0']);
     // An upload whose manifest never came: the run waits until it is older than the grace window.
-    const orphan = randomBytes(1024);
-    const upload = await fetch(`${service.url}/v2/team/busy/blobs/uploads/`, { method: 'POST' });
-    const put = await fetch(
-      `${new URL(upload.headers.get('location')!, service.url).href}&digest=sha256:${sha256(orphan).slice(7)}`,
-      { method: 'PUT', body: orphan, headers: { 'content-type': 'application/octet-stream' } },
-    );
-    expect(put.status).toBe(201);
+    await uploadOrphanBlob(service.url, 'team/busy', 1024);
 
     const answers = await Promise.all(
       [1, 2, 3].map(() => http().post('/api/v1/registries/busy/gc').send({})),
@@ -337,17 +331,7 @@ describe('garbage collection through the gateway, on real registries', () => {
       .body as RunView;
     await waitRun(id, (r) => r.status === 'running');
     // Meanwhile an upload finishes whose manifest is still to come.
-    const orphan = randomBytes(2048);
-    const upload = await fetch(`${service.url}/v2/team/late/blobs/uploads/`, { method: 'POST' });
-    const put = await fetch(
-      `${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`,
-      {
-        method: 'PUT',
-        body: orphan,
-        headers: { 'content-type': 'application/octet-stream' },
-      },
-    );
-    expect(put.status).toBe(201);
+    const orphan = await uploadOrphanBlob(service.url, 'team/late', 2048);
     expect((await waitRun(id, () => true)).phase).toBe('fencing');
     finish();
     await inFlight;
@@ -356,20 +340,14 @@ describe('garbage collection through the gateway, on real registries', () => {
     expect(run.error!.message).toMatch(
       /^1 blob\(s\) the collector would delete were written less than 300 s ago/,
     );
-    const head = await fetch(`${service.url}/v2/team/late/blobs/${sha256(orphan)}`, { method: 'HEAD' });
+    const head = await fetch(`${service.url}/v2/team/late/blobs/${orphan}`, { method: 'HEAD' });
     expect(head.status).toBe(200);
   });
 
   it('stops a run another worker recovered meanwhile (its lock lapsed): no collection without the fence', async () => {
     const { service, pusher } = await registry('takenover', { graceSeconds: 300, maxGraceWaitSeconds: 600 });
     const image = await pusher.pushImage('team/t', ['1.0']);
-    const orphan = randomBytes(256);
-    const upload = await fetch(`${service.url}/v2/team/t/blobs/uploads/`, { method: 'POST' });
-    await fetch(`${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`, {
-      method: 'PUT',
-      body: orphan,
-      headers: { 'content-type': 'application/octet-stream' },
-    });
+    await uploadOrphanBlob(service.url, 'team/t', 256);
     const { id } = (await http().post('/api/v1/registries/takenover/gc').send({}).expect(202))
       .body as RunView;
     await waitRun(id, (r) => r.phase === 'waiting-grace');
@@ -400,13 +378,7 @@ describe('garbage collection through the gateway, on real registries', () => {
   it('probes the registry again after a run: a probe taken while it was read-only does not outlive the run', async () => {
     const { service, pusher } = await registry('reprobe', { graceSeconds: 2, maxGraceWaitSeconds: 60 });
     const image = await pusher.pushImage('team/p', ['1.0']);
-    const orphan = randomBytes(512);
-    const upload = await fetch(`${service.url}/v2/team/p/blobs/uploads/`, { method: 'POST' });
-    await fetch(`${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`, {
-      method: 'PUT',
-      body: orphan,
-      headers: { 'content-type': 'application/octet-stream' },
-    });
+    await uploadOrphanBlob(service.url, 'team/p', 512);
     const { id } = (await http().post('/api/v1/registries/reprobe/gc').send({}).expect(202)).body as RunView;
     await waitRun(id, (r) => r.phase === 'waiting-grace');
     // The scheduled probe, had it run now.
@@ -429,13 +401,7 @@ describe('garbage collection through the gateway, on real registries', () => {
   it('cancels a running run: the registry leaves read-only mode and the gateway deletes again', async () => {
     const { service, pusher } = await registry('cancel', { graceSeconds: 300, maxGraceWaitSeconds: 600 });
     const image = await pusher.pushImage('team/c', ['1.0']);
-    const orphan = randomBytes(256);
-    const upload = await fetch(`${service.url}/v2/team/c/blobs/uploads/`, { method: 'POST' });
-    await fetch(`${new URL(upload.headers.get('location')!, service.url).href}&digest=${sha256(orphan)}`, {
-      method: 'PUT',
-      body: orphan,
-      headers: { 'content-type': 'application/octet-stream' },
-    });
+    await uploadOrphanBlob(service.url, 'team/c', 256);
     const { id } = (await http().post('/api/v1/registries/cancel/gc').send({}).expect(202)).body as RunView;
     await waitRun(id, (r) => r.phase === 'waiting-grace');
     expect(await service.isReadOnly()).toBe(true);

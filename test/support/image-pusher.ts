@@ -1,4 +1,4 @@
-import { createCipheriv, createHash, randomUUID } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { Agent, request } from 'undici';
 
@@ -474,4 +474,23 @@ export async function seedManyRepositories(
   await seedRepository(repositories[0]);
   await runPool(repositories.slice(1), opts.concurrency ?? 16, seedRepository);
   return { repositories };
+}
+
+/**
+ * A blob uploaded with no manifest naming it: what an upload whose manifest is still to come leaves,
+ * which a GC's grace window must protect. Returns its digest, having checked the registry took it (201).
+ */
+export async function uploadOrphanBlob(registryUrl: string, repository: string, size = 512): Promise<string> {
+  const bytes = randomBytes(size);
+  const upload = await fetch(`${registryUrl}/v2/${repository}/blobs/uploads/`, { method: 'POST' });
+  await upload.arrayBuffer();
+  const digest = sha256(bytes);
+  const put = await fetch(`${new URL(upload.headers.get('location')!, registryUrl).href}&digest=${digest}`, {
+    method: 'PUT',
+    body: bytes,
+    headers: { 'content-type': 'application/octet-stream' },
+  });
+  await put.arrayBuffer();
+  if (put.status !== 201) throw new Error(`the orphan blob's upload answered ${put.status}`);
+  return digest;
 }
