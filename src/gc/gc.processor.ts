@@ -433,6 +433,27 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       beside.push(p.catch(() => undefined));
       return p;
     };
+    /**
+     * The registry serving writes again: started after `stop`, out of read-only mode, and with `emptyCache`
+     * its blob descriptor cache emptied (Redis keys flushed, or a restart for the in-memory one). A Redis
+     * cache that cannot be emptied fails the run (CACHE_FLUSH_FAILED), but only once the registry is back.
+     */
+    const serveAgain = async (emptyCache: boolean) => {
+      const flushFailure =
+        emptyCache && settings.cache.type === 'redis'
+          ? await flushRedisCache(settings.cache, this.settings.cachePassword(settings)).then(
+              () => undefined,
+              (err: unknown) => err,
+            )
+          : undefined;
+      if (state === 'stopped') await executor.start({ readOnly: false });
+      else if (state === 'readonly' || (emptyCache && settings.cache.type === 'inmemory')) {
+        lifecycleTouched = true;
+        await executor.restart({ readOnly: false });
+      }
+      state = 'normal';
+      if (flushFailure) throw flushFailure;
+    };
     try {
       // The storage is measured and listed while the fence goes up. Distribution 2.x's collector, without
       // --delete-untagged, deletes nothing but blobs, and only after it has marked every manifest and
@@ -561,26 +582,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // The cache is emptied (the registry restarted, say) and the storage measured and checked meanwhile:
       // reading the storage needs no registry. The restart's command is started first, as it is what the
       // API check waits for.
-      const clearing = (async () => {
-        // A Redis cache that cannot be emptied fails the run, but the registry still goes back to serving.
-        const flushed =
-          settings.cache.type === 'redis'
-            ? flushRedisCache(settings.cache, this.settings.cachePassword(settings))
-            : undefined;
-        const flushFailure = await flushed?.then(
-          () => undefined,
-          (err: unknown) => err,
-        );
-        if (state === 'stopped') {
-          await executor.start({ readOnly: false });
-          state = 'normal';
-        } else if (state === 'readonly' || settings.cache.type === 'inmemory') {
-          lifecycleTouched = true;
-          await executor.restart({ readOnly: false });
-          state = 'normal';
-        }
-        if (flushFailure) throw flushFailure;
-      })();
+      const clearing = serveAgain(true);
       // Awaited below; the reads started meanwhile must not leave its failure unhandled.
       clearing.catch(() => undefined);
       // Whether `repositories` stayed as read beside the collector: no manifest came or went meanwhile.
@@ -632,23 +634,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     } finally {
       // Whatever happened, the registry goes back to serving writes (with an empty blob descriptor cache
       // once the collector touched the storage) and the gateway to deleting.
-      // The registry is started (or leaves read-only mode) even when its Redis cache cannot be emptied; the
-      // run then fails with CACHE_FLUSH_FAILED.
-      const restore = async () => {
-        const flushFailure =
-          collecting && !cacheCleared && settings.cache.type === 'redis'
-            ? await flushRedisCache(settings.cache, this.settings.cachePassword(settings)).then(
-                () => undefined,
-                (err: unknown) => err,
-              )
-            : undefined;
-        if (state === 'stopped') await executor.start({ readOnly: false });
-        else if (state === 'readonly' || (collecting && !cacheCleared && settings.cache.type === 'inmemory'))
-          await executor.restart({ readOnly: false });
-        state = 'normal';
-        if (flushFailure) throw flushFailure;
-      };
-      await restore().catch((err: Error) =>
+      await serveAgain(collecting && !cacheCleared).catch((err: Error) =>
         this.logger.error(`GC run ${run.id}: registry "${registry.name}" not restored: ${err.message}`),
       );
       await fence?.release().catch(() => undefined);
