@@ -210,14 +210,8 @@ export class CatalogService {
     const digests = await Promise.all(
       tags.map((t) =>
         limiter(() =>
-          client.headManifest(repository, t).then(
-            (h) => h.digest,
-            (err: unknown) => {
-              // A HEAD has no body, so its 404 carries no MANIFEST_UNKNOWN code: the tag went away meanwhile.
-              if (err instanceof UpstreamError && err.upstreamStatus === 404) return null;
-              throw err;
-            },
-          ),
+          // null: the tag went away meanwhile.
+          client.tagTarget(repository, t).then((h) => h?.digest ?? null),
         ),
       ),
     );

@@ -5,7 +5,7 @@ import { AppConfig } from '../config/app-config.js';
 import { DomainError } from '../common/domain-error.js';
 import { FetchedManifest, ImageManifest, isIndex } from '../registries/client/oci-types.js';
 import { RegistryClient } from '../registries/client/registry-client.js';
-import { UpstreamError } from '../registries/client/upstream-error.js';
+import { UpstreamError, unlessGone } from '../registries/client/upstream-error.js';
 import type { DeletionKind } from './deletion.entity.js';
 
 export interface PlanInput {
@@ -261,10 +261,7 @@ function describe(i: PlanInput): string {
 }
 
 /** A manifest or repository that is not there (any 404) reads as undefined; anything else is an error. */
-function gone(err: unknown): undefined {
-  if (err instanceof UpstreamError && err.upstreamStatus === 404) return undefined;
-  throw err;
-}
+const gone = unlessGone(undefined);
 
 function goneOrUnsupported(err: unknown): undefined {
   if (err instanceof DomainError && err.code === 'MANIFEST_TYPE_UNSUPPORTED') return undefined;

@@ -13,7 +13,7 @@ import type { RequestContext } from '../common/request-context.js';
 import { DeleteChunkPayload, Jobs, Queues } from '../queue/queue.constants.js';
 import { redisOptions } from '../queue/redis-options.js';
 import { RegistryClient } from '../registries/client/registry-client.js';
-import { UpstreamError } from '../registries/client/upstream-error.js';
+import { unlessGone, UpstreamError } from '../registries/client/upstream-error.js';
 import { RegistriesService } from '../registries/registries.service.js';
 import { RegistryClients } from '../registries/registry-clients.service.js';
 import { RegistryEntity } from '../registries/registry.entity.js';
@@ -212,7 +212,7 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
               .filter((tag) => !shown.has(`${repository}:${tag}`))
               .map((tag) =>
                 limit(async () => {
-                  const now = await client.headManifest(repository, tag).catch(unlessGone(null));
+                  const now = await client.tagTarget(repository, tag);
                   const item = now && digests.get(now.digest);
                   if (item) found.set(item.id, [...((found.get(item.id) as string[]) ?? []), tag].sort());
                 }),
@@ -365,14 +365,6 @@ export class DeletionProcessor implements OnApplicationBootstrap, OnApplicationS
     };
   }
 }
-
-/** A 404 (the repository or tag went away meanwhile) is `value`; anything else is thrown again. */
-const unlessGone =
-  <T>(value: T) =>
-  (err: unknown): T => {
-    if (err instanceof UpstreamError && err.upstreamStatus === 404) return value;
-    throw err;
-  };
 
 /** The item is not deleted: tags the plan did not show now point at its image. */
 function tagAdded(item: ClaimedItem, tags: string[]): Outcome {

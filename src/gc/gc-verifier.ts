@@ -3,7 +3,7 @@ import pLimit from 'p-limit';
 import { DomainError } from '../common/domain-error.js';
 import type { RegistryClient } from '../registries/client/registry-client.js';
 import { isIndex, type FetchedManifest } from '../registries/client/oci-types.js';
-import { UpstreamError } from '../registries/client/upstream-error.js';
+import { UpstreamError, unlessGone } from '../registries/client/upstream-error.js';
 import type { RepositoryDigest } from './gc-output.js';
 import type { GcCacheSettings, GcVerification } from './gc.entity.js';
 import { MAX_PROBLEMS, references, type Reference } from './gc-storage.js';
@@ -246,11 +246,4 @@ export function sample<T>(items: T[], n: number): T[] {
 }
 
 /** The value, or null when the registry says the thing does not exist (any 404). */
-async function orGone<T>(fn: () => Promise<T>): Promise<T | null> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof UpstreamError && err.upstreamStatus === 404) return null;
-    throw err;
-  }
-}
+const orGone = <T>(fn: () => Promise<T>): Promise<T | null> => fn().catch(unlessGone(null));

@@ -19,6 +19,7 @@ import {
   UpstreamErrorBody,
   invalidResponse,
   unreachable,
+  unlessGone,
   upstreamErrorFromResponse,
   UpstreamError,
 } from './upstream-error.js';
@@ -489,17 +490,12 @@ export class RegistryClient {
   }
 
   /** Where a tag points (HEAD with the full Accept list), or null when the tag or repository is unknown. */
-  private async tagTarget(
+  async tagTarget(
     repository: string,
     tag: string,
   ): Promise<{ digest: string; mediaType: string; size: number } | null> {
-    try {
-      return await this.headManifest(repository, tag);
-    } catch (err) {
-      // A HEAD answer has no body, so a 404 cannot say which of MANIFEST_UNKNOWN or NAME_UNKNOWN it is.
-      if (err instanceof UpstreamError && err.upstreamStatus === 404) return null;
-      throw err;
-    }
+    // A HEAD answer has no body, so a 404 cannot say which of MANIFEST_UNKNOWN or NAME_UNKNOWN it is.
+    return this.headManifest(repository, tag).catch(unlessGone(null));
   }
 
   /** Learns how the registry would answer a DELETE before anything is written. */

@@ -5,6 +5,17 @@ export interface UpstreamErrorBody {
   errors?: { code?: string; message?: string; detail?: unknown }[];
 }
 
+/**
+ * For `.catch()`: a 404 (the manifest, tag or repository is not there, or no longer) reads as `value`;
+ * anything else is thrown again.
+ */
+export const unlessGone =
+  <T>(value: T) =>
+  (err: unknown): T => {
+    if (err instanceof UpstreamError && err.upstreamStatus === 404) return value;
+    throw err;
+  };
+
 /** Upstream registry problems, mapped to the gateway's stable codes. */
 export class UpstreamError extends DomainError {
   constructor(
