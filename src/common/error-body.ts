@@ -22,8 +22,7 @@ const httpCodes: Record<number, string> = {
 /**
  * Postgres "data exceptions" a client's text causes: 22P02 invalid text representation (a uuid, a number
  * that is not one), 22021 a byte sequence the encoding refuses (a NUL byte), 22003 a number beyond its
- * column. Fields are validated where
- * they come in; this is the net for a field that was not.
+ * column. Fields are validated where they come in; this is the net for a field that was not.
  */
 const CLIENT_DATA_EXCEPTIONS = new Set(['22P02', '22021', '22003']);
 
