@@ -597,6 +597,7 @@ describe('garbage collection through the gateway, on real registries', () => {
         service: RegistryService,
         doomed: PushedImage,
       ) => Promise<void> = async () => undefined,
+      request: { dryRun?: boolean } = {},
     ) {
       const { service, pusher } = await registry(name, settings);
       const doomed = await pusher.pushImage('team/app', ['old'], {
@@ -610,7 +611,7 @@ describe('garbage collection through the gateway, on real registries', () => {
       await pusher.pullBlob(doomed.repository, doomed.layers[0].digest);
       await deleteThroughGateway(name, [doomed]);
       await beforeGc(kept, service, doomed);
-      const res = await http().post(`/api/v1/registries/${name}/gc`).send({}).expect(202);
+      const res = await http().post(`/api/v1/registries/${name}/gc`).send(request).expect(202);
       return {
         service,
         doomed,
@@ -762,6 +763,111 @@ describe('garbage collection through the gateway, on real registries', () => {
       } finally {
         await rm(elsewhere, { recursive: true, force: true });
       }
+    });
+
+    it('damage that was there before the run does not fail it: listed apart, on the storage and through the API', async () => {
+      // A layer of the kept image lost before the run (what a pull-through cache holds of a layer it never
+      // fetched, or an old accident): the run did not do that, and must not fail for it every time.
+      let lost = '';
+      const { kept, run } = await collectAfterDeleting(
+        'damagedbefore',
+        { fence: 'gateway' },
+        async (image, service) => {
+          lost = image.layers[0].digest;
+          const hex = lost.slice('sha256:'.length);
+          await rm(join(service.storagePath, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex), {
+            recursive: true,
+          });
+        },
+      );
+      expect(run).toMatchObject({ status: 'succeeded', error: null });
+      expect(run.blobsDeleted).toBeGreaterThan(0);
+      expect(run.verification).toMatchObject({ ok: true, outputComplete: true, missing: [] });
+      expect(run.verification.storage.problems).toEqual([]);
+      expect(run.verification.storage.preexisting).toEqual([
+        {
+          repository: 'team/app',
+          tag: 'stable',
+          digest: kept.digest,
+          blob: lost,
+          problem: 'blob data missing',
+        },
+      ]);
+      expect(run.verification.preexisting).toEqual([
+        expect.objectContaining({ repository: 'team/app', tag: 'stable', blob: lost }),
+      ]);
+      // GraphQL reads the same lists.
+      const gql = await http()
+        .post('/graphql')
+        .send({
+          query: `{ gcRun(id: "${run.id}") { verification { ok outputComplete preexisting { blob } storage { preexisting { blob problem } } } } }`,
+        })
+        .expect(200);
+      expect(gql.body.data.gcRun.verification).toEqual({
+        ok: true,
+        outputComplete: true,
+        preexisting: [{ blob: lost }],
+        storage: { preexisting: [{ blob: lost, problem: 'blob data missing' }] },
+      });
+    });
+
+    /**
+     * collectAfterDeleting with a collector whose output loses every `blob eligible` line but the first
+     * (what a full disk under the output does: the collector ignores failed writes and goes on deleting).
+     */
+    async function collectWithLossyOutput(name: string, request: { dryRun?: boolean } = {}) {
+      const dir = await mkdtemp(join(tmpdir(), 'gc-lossy-'));
+      const wrapper = join(dir, 'collector.sh');
+      await writeFile(
+        wrapper,
+        [
+          'set -o pipefail',
+          `docker-registry "$@" | awk '!/^blob eligible for deletion: / || !seen++'`,
+          '',
+        ].join('\n'),
+      );
+      try {
+        return await collectAfterDeleting(
+          name,
+          (service) => ({
+            fence: 'gateway',
+            executor: {
+              type: 'local',
+              command: ['bash', wrapper],
+              configPath: service.configPath,
+              storagePath: service.storagePath,
+              lifecycle: service.lifecycle,
+            },
+          }),
+          undefined,
+          request,
+        );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+
+    it('a collector whose output lost lines: what it deleted is taken from the storage, and the run says so', async () => {
+      const { doomed, run } = await collectWithLossyOutput('lossyoutput');
+      expect(run).toMatchObject({ status: 'succeeded', error: null });
+      // The count its summary announced: manifest, config and layers.
+      expect(run.blobsDeleted).toBe(doomed.layers.length + 2);
+      expect(run.bytesEstimated).toBeGreaterThan(doomed.layers.length * 64 * 1024);
+      expect(run.verification).toMatchObject({
+        ok: true,
+        outputComplete: false,
+        // Every deleted blob a repository linked, not the one line that came through.
+        deletedBlobsChecked: doomed.layers.length + 1,
+        stillServed: [],
+      });
+      expect((await outputOf(run.id)).match(/blob eligible for deletion/g)).toHaveLength(1);
+    });
+
+    it('a dry run whose output lost lines fails with GC_OUTPUT_INCOMPLETE: its report would be short', async () => {
+      const { run } = await collectWithLossyOutput('lossydryrun', { dryRun: true });
+      expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_OUTPUT_INCOMPLETE' } });
+      expect(run.error!.message).toMatch(/announced \d+ blob\(s\).*listed 1 and 0: lines were lost/);
+      expect(run.blobsDeleted).toBeNull();
     });
 
     it('full mode asks the registry about every deleted blob and every tag', async () => {

@@ -224,3 +224,51 @@ describe('GcOutputParser', () => {
     expect(s.repositories).toEqual([]);
   });
 });
+
+describe('whether the whole output was read (complete)', () => {
+  const files = [
+    'gc-2.8-dry-run.txt',
+    'gc-2.8-real-run.txt',
+    'gc-2.8-dry-run-delete-untagged.txt',
+    'gc-2.8-delete-untagged.txt',
+    'gc-2.8-missing-manifest-blob.txt',
+    'gc-3-run.txt',
+    'gc-3-delete-untagged.txt',
+  ];
+
+  it.each(files)('%s: every digest its summary announces is listed', (file) => {
+    expect(parseGcOutput(fixture(file)).complete).toBe(true);
+  });
+
+  it('not when a blob line or a manifest line was lost, whichever side of the summary', () => {
+    const text = fixture('gc-2.8-delete-untagged.txt');
+    const without = (pattern: RegExp) => {
+      const lines = text.split('\n');
+      lines.splice(
+        lines.findIndex((l) => pattern.test(l)),
+        1,
+      );
+      return parseGcOutput(lines.join('\n'));
+    };
+    const blobLost = without(/^blob eligible for deletion: /);
+    expect(blobLost.complete).toBe(false);
+    expect(blobLost.blobsDeleted).toHaveLength(blobLost.blobsEligible! - 1);
+    expect(without(/^manifest eligible for deletion: /).complete).toBe(false);
+    // 3.x lists its manifests before the summary
+    expect(
+      parseGcOutput(
+        fixture('gc-3-delete-untagged.txt')
+          .split('\n')
+          .filter((l) => !l.startsWith('manifest eligible for deletion: '))
+          .join('\n'),
+      ).complete,
+    ).toBe(false);
+  });
+
+  it('not without the summary line: a failed run, or an output that is not a collector’s', () => {
+    expect(parseGcOutput(fixture('gc-2.8-failed.txt')).complete).toBe(false);
+    expect(parseGcOutput('').complete).toBe(false);
+    const real = fixture('gc-2.8-real-run.txt');
+    expect(parseGcOutput(real.replace(/^\d+ blobs marked.*$/m, '')).complete).toBe(false);
+  });
+});

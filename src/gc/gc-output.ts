@@ -58,6 +58,12 @@ export interface GcOutputSummary {
   /** The summary line was printed (the mark phase finished and the sweep started). */
   summarySeen: boolean;
   /**
+   * Every digest the summary line announces was listed: as many `blob eligible` lines as its blob count,
+   * as many `manifest eligible` lines as its manifest count. False when lines were lost (the collector
+   * ignores failed writes: a full disk under its output keeps it deleting, unheard) or no summary came.
+   */
+  complete: boolean;
+  /**
    * The run failed only because nothing was ever pushed: 2.8 exits 1 with
    * `failed to mark: filesystem: Path not found: /docker/registry/v2/repositories` on a fresh storage.
    */
@@ -118,6 +124,7 @@ export class GcOutputParser {
     warnings: [],
     errors: [],
     summarySeen: false,
+    complete: false,
     nothingStored: false,
   };
 
@@ -149,6 +156,10 @@ export class GcOutputParser {
         /^failed to garbage collect: error enumerating blobs: .*Path not found: \S*\/v2\/blobs\/?$/.test(
           s.errors[0],
         ));
+    s.complete =
+      s.summarySeen &&
+      s.blobsDeleted.length === s.blobsEligible &&
+      (s.manifestsEligible === null || s.manifestsDeleted.length === s.manifestsEligible);
     s.referencedManifestsDeleted = s.manifestsDeleted.filter((m) =>
       this.markedBlobs.has(`${m.repository}@${m.digest}`),
     );

@@ -10,10 +10,12 @@ import {
   checkStorage,
   execLines,
   manifestFolders,
+  missingBefore,
   readTagged,
   references,
   sameFolders,
   snapshotInParts,
+  type StorageSnapshot,
   v2Root,
 } from './gc-storage.js';
 
@@ -384,6 +386,54 @@ describe('storage check with the manifests read before the collection', () => {
       );
       expect(broken.problems).toHaveLength(2);
       expect(broken.deletedBlobsChecked).toBe(1);
+      expect(broken.preexisting).toEqual([]);
+
+      // Told what the storage held before: the plain image's manifest was already gone then (a blob the
+      // walk before did not see, and the collector did not list), the layer was not.
+      const without = (snapshot: StorageSnapshot, ...digests: string[]) => ({
+        ...snapshot,
+        blobs: new Map([...snapshot.blobs].filter(([digest]) => !digests.includes(digest))),
+      });
+      const removed = { blobs: [d('2')], manifests: [], layerLinks: [] };
+      const split = await checkStorage(
+        executor,
+        root,
+        tagged,
+        after,
+        [d('2')],
+        undefined,
+        missingBefore(without(before, sha(plain)), removed),
+      );
+      expect(split.problems).toEqual([
+        expect.objectContaining({ blob: d('2'), problem: 'blob data missing' }),
+      ]);
+      expect(split.preexisting).toEqual([
+        expect.objectContaining({ tag: 'plain', blob: sha(plain), problem: 'manifest data missing' }),
+      ]);
+      // A blob the collector listed is its doing, even when the walk beside it never saw it.
+      const unseen = await checkStorage(
+        executor,
+        root,
+        tagged,
+        after,
+        [d('2')],
+        undefined,
+        missingBefore(without(before, d('2')), removed),
+      );
+      expect(unseen.problems.map((p) => p.blob).sort()).toEqual([d('2'), sha(plain)].sort());
+      expect(unseen.preexisting).toEqual([]);
+      // A missing layer link is judged by the links read before, and by the collector's removals of links.
+      const wasMissing = missingBefore(
+        { ...before, layers: new Map([['app', new Set([d('1')])]]) },
+        { blobs: [], manifests: [], layerLinks: [{ repository: 'app', digest: d('3') }] },
+      );
+      expect([d('1'), d('3'), d('4')].map((digest) => wasMissing('layer link', 'app', digest))).toEqual([
+        false,
+        false,
+        true,
+      ]);
+      expect(wasMissing('revision link', 'app', sha(plain))).toBe(false);
+      expect(wasMissing('revision link', 'other', sha(plain))).toBe(true);
     } finally {
       await cleanup();
     }

@@ -406,12 +406,50 @@ export interface StorageCheck {
   blobsChecked: number;
   deletedBlobsChecked: number;
   problems: GcStorageProblem[];
+  /** Problems of things that were already missing before the collection (wasMissing): not the run's doing. */
+  preexisting: GcStorageProblem[];
   truncated: boolean;
+}
+
+/**
+ * What a storage problem is about: a blob's or manifest's data, a repository's layer link, a repository's
+ * manifest revision link.
+ */
+export type StoredThing = 'data' | 'layer link' | 'revision link';
+
+/**
+ * Whether something found missing after a collection was missing before it too, so the collection did not
+ * remove it: absent from the snapshot taken before (or beside) the collector, and not among what the
+ * collector said it removed.
+ */
+export type WasMissing = (thing: StoredThing, repository: string, digest: string) => boolean;
+
+/**
+ * wasMissing for a collection: `before` is the storage read before it (the walk of `blobs` may have run
+ * beside the collector and missed what the collector deleted first: those are in `removed`, which must
+ * be the collector's whole list, so this is used only when its output was read whole).
+ */
+export function missingBefore(
+  before: StorageSnapshot,
+  removed: { blobs: string[]; manifests: RepositoryDigest[]; layerLinks: RepositoryDigest[] },
+): WasMissing {
+  const blobs = new Set(removed.blobs);
+  const key = (r: RepositoryDigest) => `${r.repository}@${r.digest}`;
+  const manifests = new Set(removed.manifests.map(key));
+  const layerLinks = new Set(removed.layerLinks.map(key));
+  return (thing, repository, digest) => {
+    const at = `${repository}@${digest}`;
+    if (thing === 'data') return !before.blobs.has(digest) && !blobs.has(digest);
+    if (thing === 'layer link') return !before.layers.get(repository)?.has(digest) && !layerLinks.has(at);
+    return !before.revisions.get(repository)?.has(digest) && !manifests.has(at);
+  };
 }
 
 interface Expectation {
   path: string;
   problem: GcStorageProblem;
+  /** Already missing before the collection (wasMissing). */
+  preexisting: boolean;
 }
 
 /** A digest a manifest refers to: a blob (config, layer) or, for an index, a manifest. */
@@ -487,6 +525,7 @@ export async function verifyStorage(
   snapshot: StorageSnapshot,
   deleted: string[],
   signal?: AbortSignal,
+  wasMissing?: WasMissing,
 ): Promise<StorageCheck> {
   return checkStorage(
     executor,
@@ -495,10 +534,15 @@ export async function verifyStorage(
     snapshot,
     deleted,
     signal,
+    wasMissing,
   );
 }
 
-/** verifyStorage's check, with the tags and manifests already read (readTagged). */
+/**
+ * verifyStorage's check, with the tags and manifests already read (readTagged). What `wasMissing` says
+ * was missing before the collection is listed apart (`preexisting`), within its own bounds, so damage
+ * the run found cannot crowd out damage it did.
+ */
 export async function checkStorage(
   executor: GcExecutor,
   root: string,
@@ -506,6 +550,7 @@ export async function checkStorage(
   snapshot: StorageSnapshot,
   deleted: string[],
   signal?: AbortSignal,
+  wasMissing: WasMissing = () => false,
 ): Promise<StorageCheck> {
   const result: StorageCheck = {
     tagsChecked: 0,
@@ -513,14 +558,21 @@ export async function checkStorage(
     blobsChecked: 0,
     deletedBlobsChecked: 0,
     problems: [],
+    preexisting: [],
     truncated: false,
   };
   const absent: Expectation[] = [];
+  // Suspects counted apart: the run's and those that were missing before it.
+  const counted = { run: 0, before: 0 };
   // What the snapshot misses, to look at again; a storage broken everywhere lists the first ones.
-  const expect = (present: boolean, path: string, problem: GcStorageProblem) => {
+  const expect = (present: boolean, path: string, problem: GcStorageProblem, thing: StoredThing) => {
     if (present) return;
-    if (absent.length < MAX_RECHECKS) absent.push({ path, problem });
-    else result.truncated = true;
+    const preexisting = wasMissing(thing, problem.repository, problem.blob);
+    const count = preexisting ? 'before' : 'run';
+    if (counted[count] < MAX_RECHECKS) {
+      counted[count]++;
+      absent.push({ path, problem, preexisting });
+    } else if (!preexisting) result.truncated = true;
   };
 
   const checked = new Set<string>();
@@ -534,10 +586,16 @@ export async function checkStorage(
       snapshot.revisions.get(repository)?.has(digest) ?? false,
       linkPath(root, repository, 'revisions', digest),
       { ...where, blob: digest, problem: 'manifest revision link missing' },
+      'revision link',
     );
     const refs = tagged.references.get(digest);
     if (!refs || !snapshot.blobs.has(digest)) {
-      expect(false, blobDataPath(root, digest), { ...where, blob: digest, problem: 'manifest data missing' });
+      expect(
+        false,
+        blobDataPath(root, digest),
+        { ...where, blob: digest, problem: 'manifest data missing' },
+        'data',
+      );
       return;
     }
     for (const ref of refs) {
@@ -546,15 +604,17 @@ export async function checkStorage(
         continue;
       }
       result.blobsChecked++;
-      expect(snapshot.blobs.has(ref.digest), blobDataPath(root, ref.digest), {
-        ...where,
-        blob: ref.digest,
-        problem: 'blob data missing',
-      });
+      expect(
+        snapshot.blobs.has(ref.digest),
+        blobDataPath(root, ref.digest),
+        { ...where, blob: ref.digest, problem: 'blob data missing' },
+        'data',
+      );
       expect(
         snapshot.layers.get(repository)?.has(ref.digest) ?? false,
         linkPath(root, repository, '_layers', ref.digest),
         { ...where, blob: ref.digest, problem: 'blob not linked in the repository' },
+        'layer link',
       );
     }
   };
@@ -576,7 +636,10 @@ export async function checkStorage(
     if (result.problems.length < MAX_PROBLEMS) result.problems.push(p);
     else result.truncated = true;
   };
-  for (const a of absent) if (!now.has(a.path)) note(a.problem);
+  for (const a of absent)
+    if (now.has(a.path)) continue;
+    else if (!a.preexisting) note(a.problem);
+    else if (result.preexisting.length < MAX_PROBLEMS) result.preexisting.push(a.problem);
   for (const d of stillStored)
     if (now.has(blobDataPath(root, d)))
       note({ repository: '', digest: d, blob: d, problem: 'deleted blob still stored' });

@@ -6,7 +6,7 @@ import { isIndex, type FetchedManifest } from '../registries/client/oci-types.js
 import { UpstreamError, unlessGone } from '../registries/client/upstream-error.js';
 import type { RepositoryDigest } from './gc-output.js';
 import type { GcCacheSettings, GcVerification } from './gc.entity.js';
-import { MAX_PROBLEMS, references, type Reference } from './gc-storage.js';
+import { MAX_PROBLEMS, references, type Reference, type WasMissing } from './gc-storage.js';
 
 const CATALOG_PAGE = 1000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -104,6 +104,8 @@ export interface RegistryCheck {
   manifestsChecked: number;
   blobsChecked: number;
   missing: GcVerification['missing'];
+  /** Not served, and already missing from the storage before the collection (wasMissing). */
+  preexisting: GcVerification['preexisting'];
   truncated: boolean;
 }
 
@@ -123,6 +125,8 @@ export async function verifyThroughRegistry(
     tagged: TaggedSample[] | Promise<TaggedSample[]> | 'catalog';
     concurrency: number;
     signal?: AbortSignal;
+    /** What the storage lacked before the collection: not being served is then no damage of the run's. */
+    wasMissing?: WasMissing;
   },
 ): Promise<RegistryCheck> {
   const { signal } = opts;
@@ -133,11 +137,23 @@ export async function verifyThroughRegistry(
     manifestsChecked: 0,
     blobsChecked: 0,
     missing: [],
+    preexisting: [],
     truncated: false,
   };
   const note = <T>(list: T[], problem: T) => {
     if (list.length < MAX_PROBLEMS) list.push(problem);
     else result.truncated = true;
+  };
+  const wasMissing = opts.wasMissing ?? (() => false);
+  /** A blob or a platform manifest not served: the run's damage, or what the storage already lacked. */
+  const notServed = (problem: GcVerification['missing'][number], manifest: boolean) => {
+    const { repository, blob } = problem;
+    if (
+      wasMissing('data', repository, blob) ||
+      wasMissing(manifest ? 'revision link' : 'layer link', repository, blob)
+    ) {
+      if (result.preexisting.length < MAX_PROBLEMS) result.preexisting.push(problem);
+    } else note(result.missing, problem);
   };
 
   const deletedChecks = Promise.all(
@@ -181,7 +197,7 @@ export async function verifyThroughRegistry(
           .filter((r) => !r.manifest)
           .map(async (r) => {
             const status = await blobStatus(r.digest, r.config === true);
-            if (!served(status)) note(result.missing, { repository, tag, digest, blob: r.digest, status });
+            if (!served(status)) notServed({ repository, tag, digest, blob: r.digest, status }, false);
           }),
       );
     const checkManifest = async (tag: string, m: FetchedManifest): Promise<void> => {
@@ -192,7 +208,7 @@ export async function verifyThroughRegistry(
           (m.json.manifests ?? []).map(async (child) => {
             const fetched = await limit(() => orGone(() => client.getManifest(repository, child.digest)));
             if (!fetched)
-              note(result.missing, { repository, tag, digest: m.digest, blob: child.digest, status: 404 });
+              notServed({ repository, tag, digest: m.digest, blob: child.digest, status: 404 }, true);
             else await checkManifest(tag, fetched);
           }),
         );

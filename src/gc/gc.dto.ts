@@ -87,6 +87,16 @@ export class GcStorageVerificationView {
   @ApiProperty({ type: [GcStorageProblemView] })
   @Field(() => [GcStorageProblemView])
   problems: GcStorageProblemView[];
+  @ApiProperty({
+    type: [GcStorageProblemView],
+    description:
+      'Found missing, but already missing before the collection (not in the storage read before it, not among what the collector removed): damage the run did not do, which does not fail it. A pull-through cache lists the layers it never fetched here.',
+  })
+  @Field(() => [GcStorageProblemView], {
+    description:
+      'Found missing, but already missing before the collection: damage the run did not do, which does not fail it.',
+  })
+  preexisting: GcStorageProblemView[];
 }
 
 @ObjectType('GcVerification', { description: 'What the gateway checked after the collection.' })
@@ -119,6 +129,21 @@ export class GcVerificationView {
   })
   @Field(() => [GcProblemView])
   missing: GcProblemView[];
+  @ApiProperty({
+    type: [GcProblemView],
+    description:
+      'Blobs of tagged images the registry does not serve that the storage lacked before the collection too: not the run’s doing.',
+  })
+  @Field(() => [GcProblemView], {
+    description: 'Blobs of tagged images not served that the storage lacked before the collection too.',
+  })
+  preexisting: GcProblemView[];
+  @ApiProperty({
+    description:
+      'Every line the collector announced was read (its summary’s counts match the digests it listed). When false (lines lost, e.g. a full disk under the worker’s temporary directory), the deleted blobs checked are those the storage lost, and nothing is taken for pre-existing.',
+  })
+  @Field({ description: 'Every line the collector announced was read.' })
+  outputComplete: boolean;
   @ApiProperty({ description: 'More problems were found than are listed.' }) @Field() truncated: boolean;
 }
 

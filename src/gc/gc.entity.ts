@@ -121,6 +121,12 @@ export interface GcVerification {
     blobsChecked: number;
     deletedBlobsChecked: number;
     problems: GcStorageProblem[];
+    /**
+     * Found missing, but missing before the collection too (not in the storage read before it, not among
+     * what the collector removed): damage the run did not do, which does not fail it. Absent in runs
+     * recorded by earlier versions (read as empty).
+     */
+    preexisting: GcStorageProblem[];
   };
   /** Deleted blobs checked through the registry's API (each must now be 404). */
   deletedBlobsChecked: number;
@@ -129,6 +135,15 @@ export interface GcVerification {
   manifestsChecked: number;
   blobsChecked: number;
   missing: { repository: string; tag: string; digest: string; blob: string; status: number }[];
+  /** Not served through the API, and missing from the storage before the collection too (as storage.preexisting). */
+  preexisting: { repository: string; tag: string; digest: string; blob: string; status: number }[];
+  /**
+   * Every line the collector announced was read (its summary's counts match the digests listed). When
+   * not (lines lost: a full disk under the worker's temporary directory, say), the deleted blobs checked
+   * are those the storage lost, and nothing is taken for pre-existing. Absent in runs recorded by earlier
+   * versions (read as true).
+   */
+  outputComplete: boolean;
   /** More problems than listed. */
   truncated: boolean;
 }

@@ -27,6 +27,7 @@ import {
   linkedIn,
   manifestFolders,
   MAX_PROBLEMS,
+  missingBefore,
   readTagged,
   sameFolders,
   snapshotInParts,
@@ -36,6 +37,7 @@ import {
   type StorageCheck,
   type StorageSnapshot,
   type TaggedImages,
+  type WasMissing,
 } from './gc-storage.js';
 import {
   flushRedisCache,
@@ -568,6 +570,19 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           502,
           { exitCode: out.exitCode },
         );
+      if (!summary.complete)
+        this.logger.warn(
+          `GC run ${run.id}: the collector of registry "${registry.name}" announced ${summary.blobsEligible ?? 'an unknown number of'} blob(s) for deletion and its output listed ${summary.blobsDeleted.length}: lines were lost (a full disk under the worker's temporary directory?); what it deleted is taken from what the storage lost`,
+        );
+      // What the run finds missing that was missing before it too is listed apart: it did not do that. Told
+      // only from the collector's whole list of what it removed.
+      const wasMissing = summary.complete
+        ? missingBefore(before, {
+            blobs: summary.blobsDeleted,
+            manifests: summary.manifestsDeleted,
+            layerLinks: summary.layerLinksDeleted,
+          })
+        : undefined;
       if (overlap && (summary.layerLinksDeleted.length || summary.manifestsDeleted.length))
         // Not a 2.x collector after all (the probe's guess): its removals under `repositories` may have
         // come before the walk of that tree did, so the measurement can miss a few KiB of links.
@@ -594,8 +609,20 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           : Promise.resolve(null),
       );
       const checking = alongside(
-        this.checkStorageAfter(executor, root, summary.blobsDeleted, signal, before, kept),
+        this.checkStorageAfter(executor, root, summary.blobsDeleted, signal, before, kept, wasMissing),
       );
+      // The blobs the collector deleted: those it listed, and when lines of its list were lost, every blob
+      // the storage lost meanwhile (nothing else removes blobs).
+      const deletedBlobs = summary.complete
+        ? Promise.resolve(summary.blobsDeleted)
+        : checking.then(({ after }) => [
+            ...new Set([
+              ...summary.blobsDeleted,
+              ...[...before.blobs.keys()].filter((d) => !after.blobs.has(d)),
+            ]),
+          ]);
+      // Awaited below; a failure before must not be left unhandled.
+      deletedBlobs.catch(() => undefined);
       await clearing;
       cacheCleared = true;
       await waitReady(client, this.config.gc.readyTimeoutMs, signal);
@@ -605,8 +632,13 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // other on the executor.
       const [{ after, storage }, answers] = await Promise.all([
         checking,
-        this.askRegistry(client, settings, before, summary.blobsDeleted, signal, kept),
+        this.askRegistry(client, settings, before, deletedBlobs, signal, kept, wasMissing),
       ]);
+      if (!summary.complete) {
+        const deleted = await deletedBlobs;
+        fields.blobs_deleted = summary.blobsEligible ?? deleted.length;
+        if (!plan) fields.bytes_estimated = deleted.reduce((n, d) => n + (before.blobs.get(d) ?? 0), 0);
+      }
       Object.assign(fields, {
         bytes_after: after.bytes,
         bytes_freed: fields.bytes_before === null ? null : Math.max(0, before.bytes - after.bytes),
@@ -617,7 +649,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         after,
         storage,
         answers,
-        summary.blobsDeleted,
+        summary,
         executor,
         signal,
       );
@@ -683,14 +715,15 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     signal: AbortSignal,
     before: StorageSnapshot,
     kept: Promise<TaggedImages | null>,
+    wasMissing: WasMissing | undefined,
   ): Promise<{ after: StorageSnapshot; storage: StorageCheck }> {
     const after = await snapshotInParts(executor, root, signal, {
       repositories: kept.then((k) => (k ? before : null)),
     }).whole;
     const tagged = await kept;
     const storage = tagged
-      ? await checkStorage(executor, root, tagged, after, deleted, signal)
-      : await verifyStorage(executor, root, after, deleted, signal);
+      ? await checkStorage(executor, root, tagged, after, deleted, signal, wasMissing)
+      : await verifyStorage(executor, root, after, deleted, signal, wasMissing);
     return { after, storage };
   }
 
@@ -705,14 +738,15 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     client: RegistryClient,
     settings: GcSettingsEntity,
     before: StorageSnapshot,
-    deleted: string[],
+    deleted: Promise<string[]>,
     signal: AbortSignal,
     kept: Promise<TaggedImages | null>,
+    wasMissing: WasMissing | undefined,
   ): Promise<RegistryAnswers> {
     const full = settings.verification === 'full';
     const n = this.config.gc.verifySample;
     const images = this.config.gc.verifySampleImages;
-    const deletedPairs = linkedIn(before, deleted);
+    const deletedPairs = linkedIn(before, await deleted);
     const [api, catalog] = await Promise.all([
       verifyThroughRegistry(client, {
         deleted: full ? deletedPairs : sample(deletedPairs, n),
@@ -728,6 +762,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
             ),
         concurrency: this.config.gc.verifyConcurrency,
         signal,
+        wasMissing,
       }),
       // A registry that keeps its catalog from this client only loses this cross-check.
       client.catalogPage(n).catch(() => ({ repositories: [] as string[] })),
@@ -748,10 +783,11 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     after: StorageSnapshot,
     storage: StorageCheck,
     { api, catalog, full }: RegistryAnswers,
-    deleted: string[],
+    collector: GcOutputSummary,
     executor: GcExecutor,
     signal: AbortSignal,
   ): Promise<GcVerification> {
+    const deleted = collector.blobsDeleted;
     const problems = storage.problems;
     if (deleted.length && !deleted.some((d) => before.blobs.has(d)))
       problems.unshift({
@@ -785,12 +821,15 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         blobsChecked: storage.blobsChecked,
         deletedBlobsChecked: storage.deletedBlobsChecked,
         problems,
+        preexisting: storage.preexisting,
       },
       deletedBlobsChecked: api.deletedBlobsChecked,
       stillServed: api.stillServed,
       manifestsChecked: api.manifestsChecked,
       blobsChecked: api.blobsChecked,
       missing: api.missing,
+      preexisting: api.preexisting,
+      outputComplete: collector.complete,
       truncated: storage.truncated || api.truncated,
     };
   }
@@ -836,6 +875,16 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         `garbage-collect --dry-run exited with ${output.exitCode}${summary.errors.length ? `: ${summary.errors[0]}` : ''}`,
         502,
         { exitCode: output.exitCode, output: output.output.slice(-4000) },
+      );
+    // A plan missing some of the candidates could let a young blob or an index's child through unchecked.
+    if (!summary.complete)
+      throw new DomainError(
+        'GC_OUTPUT_INCOMPLETE',
+        summary.summarySeen
+          ? `garbage-collect --dry-run announced ${summary.blobsEligible} blob(s) and ${summary.manifestsEligible ?? 0} manifest(s) eligible for deletion, and its output listed ${summary.blobsDeleted.length} and ${summary.manifestsDeleted.length}: lines were lost (is the disk under the worker's temporary directory full?), so what a run would delete is not known`
+          : `garbage-collect --dry-run exited with 0 without the summary line ("... blobs marked, ... eligible for deletion"): its output was lost or is not a collector's, so what a run would delete is not known`,
+        502,
+        { blobsEligible: summary.blobsEligible, blobsListed: summary.blobsDeleted.length },
       );
     const blobs = await this.statBlobs(executor, root, summary.blobsDeleted, signal);
     let bytesEstimated = 0;

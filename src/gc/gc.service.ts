@@ -15,7 +15,7 @@ import { Jobs, Queues, type GcRunPayload } from '../queue/queue.constants.js';
 import { RegistriesService } from '../registries/registries.service.js';
 import { GcSettingsService } from './gc-settings.service.js';
 import { GcRequestDto, GcRunPage, GcRunQueryDto, GcRunView } from './gc.dto.js';
-import { GcRunEntity, type GcTrigger } from './gc.entity.js';
+import { GcRunEntity, type GcTrigger, type GcVerification } from './gc.entity.js';
 
 /** The domain event emitted (in the worker) when a run ends; webhooks listen to it. */
 export const GC_FINISHED_EVENT = 'gc.finished';
@@ -314,12 +314,22 @@ export function toView(r: GcRunEntity): GcRunView {
     exitCode: r.exitCode,
     outputTruncated: r.outputTruncated,
     outputRemovedAt: r.outputRemovedAt,
-    verification: r.verification,
+    verification: r.verification && withDefaults(r.verification),
     phaseMs: r.phaseMs ?? {},
     error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     heartbeatAt: r.heartbeatAt,
     finishedAt: r.finishedAt,
+  };
+}
+
+/** A verification as recorded, with what earlier versions did not record filled in. */
+function withDefaults(v: GcVerification): GcVerification {
+  return {
+    ...v,
+    storage: { ...v.storage, preexisting: v.storage.preexisting ?? [] },
+    preexisting: v.preexisting ?? [],
+    outputComplete: v.outputComplete ?? true,
   };
 }
