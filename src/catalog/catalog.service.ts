@@ -5,7 +5,7 @@ import picomatch from 'picomatch';
 import { AppConfig } from '../config/app-config.js';
 import { decodeCursor, encodeCursor } from '../common/cursor.js';
 import { ValidationError } from '../common/domain-error.js';
-import { RegistryClient } from '../registries/client/registry-client.js';
+import { catalogPageKey, RegistryClient } from '../registries/client/registry-client.js';
 import {
   Descriptor,
   FetchedManifest,
@@ -52,6 +52,50 @@ export interface RepositoryQuery {
 
 const MAX_LIMIT = 1000;
 const MAX_QUERY = 255;
+/** A cursor holds an upstream registry's own paging token, which may be long. */
+const MAX_CURSOR = 8192;
+
+/**
+ * Where the next page of repositories starts: at the upstream `_catalog` page that `page` (the query of
+ * its Link, as catalogPage takes it; absent for the first page) reads, after the name `after` on it. The
+ * earlier `{ last }` (the last name returned) is still taken: Distribution's `last` query.
+ */
+type RepositoryCursor =
+  { page: string; after?: string } | { page?: undefined; after: string } | { last: string };
+
+function isRepositoryCursor(v: unknown): v is RepositoryCursor {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const c = v as Record<string, unknown>;
+  const keys = Object.keys(c);
+  if (keys.length === 1 && typeof c.last === 'string') return c.last !== '';
+  if (!keys.every((k) => k === 'page' || k === 'after')) return false;
+  const page = c.page === undefined || (typeof c.page === 'string' && isUpstreamQuery(c.page));
+  const after = c.after === undefined || (typeof c.after === 'string' && c.after !== '');
+  return page && after && (c.page !== undefined || c.after !== undefined);
+}
+
+/**
+ * A Link's query, as catalogPage takes it. Its `n`, when it has one, is the page size we asked for: a larger
+ * one in a cursor made up by a client would have the registry send more than this list ever reads.
+ */
+function isUpstreamQuery(page: string): boolean {
+  if (!page.includes('=')) return false;
+  const n = new URLSearchParams(page).get('n');
+  return n === null || (/^\d{1,4}$/.test(n) && Number(n) >= 1 && Number(n) <= MAX_LIMIT);
+}
+
+/**
+ * The names of an upstream page after `after`: those behind it or, when it has gone from the page
+ * meanwhile (deleted, or moved on to a later page by names added before it), those that sort after it, as
+ * registries list their catalog in lexical order. `past`: the page reaches beyond `after`, so the pages
+ * that follow it are wholly after it; until then a later page may still hold names before it.
+ */
+function resumeAfter(names: string[], after: string): { names: string[]; past: boolean } {
+  const at = names.indexOf(after);
+  if (at >= 0) return { names: names.slice(at + 1), past: true };
+  const rest = names.filter((name) => name > after);
+  return { names: rest, past: rest.length > 0 };
+}
 
 // Build attestations ride in indexes as manifests for platform unknown/unknown; they are not images.
 const isAttestation = (d: Descriptor) =>
@@ -72,7 +116,9 @@ export class CatalogService {
 
   /**
    * A page of repositories that have at least one tag. `_catalog` keeps deleted repositories, so each
-   * candidate's tag list is read; the cursor is the last repository name returned.
+   * candidate's tag list is read. Our page may end in the middle of an upstream page, and a registry may
+   * page with its own opaque cursor, which cannot be made to start after a given name: the cursor holds the
+   * query of the upstream page (absent for the first) and the last name returned from it (RepositoryCursor).
    */
   async listRepositories(registryName: string, query: RepositoryQuery): Promise<RepositoryPage> {
     const limit = query.limit ?? 100;
@@ -81,21 +127,33 @@ export class CatalogService {
     }
     if (query.q !== undefined && query.q.length > MAX_QUERY)
       throw new ValidationError(`q is longer than ${MAX_QUERY} characters`, { field: 'q' });
-    const after = decodeCursor(
-      query.cursor,
-      (v): v is { last: string } => typeof (v as { last?: unknown })?.last === 'string',
-    );
+    const cursor = decodeCursor(query.cursor, isRepositoryCursor, MAX_CURSOR);
     const matches = matcher(query.q);
     const { client } = await this.registries.client(registryName);
     const limiter = pLimit(this.config.upstream.concurrency);
     const pageSize = Math.min(this.config.upstream.catalogPageSize, MAX_LIMIT);
 
     const items: RepositoryPage['items'] = [];
-    let last = after?.last;
+    // A cursor of the earlier `{ last }` shape (handed out before an upgrade) is Distribution's `last`.
+    let from =
+      cursor && 'last' in cursor
+        ? new URLSearchParams({ n: String(pageSize), last: cursor.last }).toString()
+        : cursor?.page;
+    let after = cursor && 'after' in cursor ? cursor.after : undefined;
+    // Upstream pages read for this request: a registry whose Link points back at one would never end.
+    const asked = new Set<string>();
     for (;;) {
-      const page = await client.catalogPage(pageSize, last);
+      asked.add(catalogPageKey(pageSize, from));
+      const page = await client.catalogPage(pageSize, from);
+      const next = page.next !== null && !asked.has(catalogPageKey(pageSize, page.next)) ? page.next : null;
+      let names = page.repositories;
+      if (after !== undefined) {
+        const resumed = resumeAfter(names, after);
+        names = resumed.names;
+        if (resumed.past) after = undefined;
+      }
       const visible = query.visible ?? (() => true);
-      const candidates = page.repositories.filter((name) => matches(name) && visible(name));
+      const candidates = names.filter((name) => matches(name) && visible(name));
       // Check tags in chunks no larger than needed, so a small page does not read a whole upstream page.
       let i = 0;
       while (i < candidates.length) {
@@ -106,14 +164,21 @@ export class CatalogService {
           if (counts[j] === 0) continue;
           items.push({ name, tagCount: counts[j] });
           if (items.length === limit) {
-            const more = i + j + 1 < candidates.length || page.next !== null;
-            return { items, nextCursor: more ? encodeCursor({ last: name }) : null };
+            // Candidates left on this upstream page: the next request reads it again, after this name;
+            // none: it starts at the next upstream page.
+            const resume: RepositoryCursor | null =
+              i + j + 1 < candidates.length
+                ? { ...(from === undefined ? {} : { page: from }), after: name }
+                : next !== null
+                  ? { page: next }
+                  : null;
+            return { items, nextCursor: resume && encodeCursor(resume) };
           }
         }
         i += chunk.length;
       }
-      if (page.next === null || page.repositories.length === 0) return { items, nextCursor: null };
-      last = page.next;
+      if (next === null || page.repositories.length === 0) return { items, nextCursor: null };
+      from = next;
     }
   }
 

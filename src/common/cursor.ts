@@ -9,9 +9,10 @@ export function encodeCursor(value: Record<string, unknown>): string {
 export function decodeCursor<T extends Record<string, unknown>>(
   cursor: string | undefined,
   check: (v: unknown) => v is T,
+  maxLength = 2048,
 ): T | undefined {
   if (cursor === undefined || cursor === '') return undefined;
-  if (cursor.length > 2048) throw new ValidationError('cursor is too long', { field: 'cursor' });
+  if (cursor.length > maxLength) throw new ValidationError('cursor is too long', { field: 'cursor' });
   try {
     const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     if (check(v)) return v;

@@ -152,21 +152,24 @@ export class RegistryClient {
     };
   }
 
-  /** One page of `_catalog`. `next` is the `last` value of the Link header's next page, or null. */
-  async catalogPage(n: number, last?: string): Promise<{ repositories: string[]; next: string | null }> {
-    const res = await this.expect({
-      method: 'GET',
-      path: '_catalog',
-      query: { n, last },
-      what: 'the catalog',
-    });
+  /**
+   * One page of `_catalog`, from where `from` says: nothing for the first page, or the `next` of the page
+   * before. `next` is the query of the page's Link, whatever it holds (Distribution's `n=..&last=<name>`,
+   * or another registry's opaque cursor), asked again whole, as listTags does: a `last` made up here from
+   * the page's last name would not move an opaque cursor past page 1. A bare repository name (it has no
+   * `=`) is still read as Distribution's `last`, as `next` used to be. `next` is null on the last page, and
+   * when the Link points back at the page just read (a caller that follows it would never end).
+   */
+  async catalogPage(n: number, from?: string): Promise<{ repositories: string[]; next: string | null }> {
+    const query = catalogQuery(n, from);
+    const res = await this.expect({ method: 'GET', path: '_catalog', query, what: 'the catalog' });
     const body = await readJson<{ repositories?: string[] | null }>(this.name, res, 16 * 1024 * 1024);
     const repositories = Array.isArray(body.repositories) ? body.repositories : [];
     const link = parseNextLink(res.headers.link);
-    return {
-      repositories,
-      next: link ? (link.searchParams.get('last') ?? repositories.at(-1) ?? null) : null,
-    };
+    // A Link with no query can only name the registry's first page.
+    const next = link?.search ? link.searchParams.toString() : null;
+    const ends = next === null || repositories.length === 0 || catalogPageKey(n, next) === queryKey(query);
+    return { repositories, next: ends ? null : next };
   }
 
   /**
@@ -593,6 +596,27 @@ export class RegistryClient {
 
 function basic(username: string, password: string): string {
   return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
+}
+
+/** The query of a catalogPage (see there): a Link's query as it is, or Distribution's `last` for a bare name. */
+function catalogQuery(n: number, from: string | undefined): Record<string, string | number> {
+  if (!from) return { n };
+  if (!from.includes('=')) return { n, last: from };
+  return Object.fromEntries(new URLSearchParams(from));
+}
+
+function queryKey(query: Record<string, string | number>): string {
+  const qs = new URLSearchParams(Object.entries(query).map(([k, v]): [string, string] => [k, String(v)]));
+  qs.sort();
+  return qs.toString();
+}
+
+/**
+ * Which upstream page `catalogPage(n, from)` reads, the same for the same query in any order: a walk that
+ * meets a key it has read already is going round in a loop.
+ */
+export function catalogPageKey(n: number, from?: string): string {
+  return queryKey(catalogQuery(n, from));
 }
 
 /** Token cache key: the scope a request needs under distribution's token auth. */
