@@ -21,7 +21,14 @@ export class AppConfig {
   readonly redis: { url: string; prefix: string };
   readonly secretsKey: Buffer;
   readonly registriesFile: { path: string | undefined; pollMs: number };
-  readonly upstream: { timeoutMs: number; connections: number; concurrency: number; catalogPageSize: number };
+  readonly upstream: {
+    timeoutMs: number;
+    connections: number;
+    concurrency: number;
+    catalogPageSize: number;
+    /** A registry's client is closed once no call has used it for this long; the next call opens a new one. */
+    clientIdleMs: number;
+  };
   readonly cache: { maxEntries: number };
   readonly bullBoard: boolean;
   readonly graphql: { maxDepth: number; maxComplexity: number; subscriptionPollMs: number };
@@ -88,6 +95,7 @@ export class AppConfig {
       connections: e.UPSTREAM_CONNECTIONS,
       concurrency: e.UPSTREAM_CONCURRENCY,
       catalogPageSize: e.CATALOG_PAGE_SIZE,
+      clientIdleMs: e.UPSTREAM_CLIENT_IDLE_MS,
     };
     this.cache = { maxEntries: e.CACHE_MAX_ENTRIES };
     this.bullBoard = e.BULL_BOARD;

@@ -34,6 +34,15 @@ export const envSchema = z.object({
   UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(MAX_TIMER_MS).default(30_000),
   UPSTREAM_CONNECTIONS: z.coerce.number().int().min(1).max(1024).default(32),
   UPSTREAM_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(32),
+  UPSTREAM_CLIENT_IDLE_MS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .max(MAX_TIMER_MS)
+    .default(300_000)
+    .describe(
+      "a registry's client (its connections, token cache and credentials) is closed once unused this long",
+    ),
   CATALOG_PAGE_SIZE: z.coerce.number().int().min(1).max(1000).default(1000),
   CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).default(50_000),
   BULL_BOARD: bool.default(true),
