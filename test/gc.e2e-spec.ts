@@ -893,6 +893,37 @@ describe('garbage collection through the gateway, on real registries', () => {
     });
   });
 
+  it('collects around a manifest that lost its data: the collector skips it, the run lists it as damage from before', async () => {
+    const { service, pusher } = await registry('brokenrevision', { fence: 'gateway' });
+    const images = [];
+    for (const tag of ['a', 'b', 'c'])
+      images.push(
+        await pusher.pushImage('team/app', [tag], { seed: `brokenrevision-${tag}`, layerSize: 32 * 1024 }),
+      );
+    // The manifest in the middle (by digest, the order the collector marks a repository in) loses its data.
+    images.sort((x, y) => x.digest.localeCompare(y.digest));
+    const broken = images[1];
+    const hex = broken.digest.slice('sha256:'.length);
+    await rm(join(service.storagePath, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex), {
+      recursive: true,
+    });
+    const res = await http().post('/api/v1/registries/brokenrevision/gc').send({}).expect(202);
+    const run = (await waitRun(res.body.id)) as RunView & { verification: GcVerification };
+    expect(run).toMatchObject({ status: 'succeeded', error: null });
+    // Its config and layer, which nothing else uses: unmarked, so swept.
+    expect(run.blobsDeleted).toBe(2);
+    expect(run.verification.storage.problems).toEqual([]);
+    expect(run.verification.storage.preexisting).toEqual([
+      expect.objectContaining({
+        repository: 'team/app',
+        tag: broken.tags[0],
+        blob: broken.digest,
+        problem: 'manifest data missing',
+      }),
+    ]);
+    for (const image of [images[0], images[2]]) await expectIntact(pusher, image);
+  });
+
   it('refuses --delete-untagged where it would break a multi-arch image, and allows it where nothing references the candidates', async () => {
     const { pusher } = await registry('untagged', { fence: 'gateway' });
     const index = await pusher.pushIndex(
