@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { encodeCursor } from '../src/common/cursor.js';
+import { verifyThroughRegistry } from '../src/gc/gc-verifier.js';
 import { RegistryClient } from '../src/registries/client/registry-client.js';
 import { adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { ImagePusher } from './support/image-pusher.js';
@@ -208,6 +209,21 @@ describe('repositories of a registry that pages its catalog with its own cursor'
       const client = clientOf(frontUrl);
       try {
         expect(await walkPages(client)).toEqual({ names: ALL, ended: true });
+        expect(asked).toHaveLength(3);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('ends the GC verifier’s catalog walk where a Link leads back to a page it read, every tag checked', async () => {
+      mode = 'opaque-loop';
+      const client = clientOf(frontUrl);
+      try {
+        const check = await verifyThroughRegistry(client, { deleted: [], tagged: 'catalog', concurrency: 4 });
+        expect(check).toMatchObject({ missing: [], stillServed: [], truncated: false });
+        // Each tagged repository's one image, those of the pages read again once more at most.
+        expect(check.manifestsChecked).toBeGreaterThanOrEqual(TAGGED.length);
+        // The whole catalog, then the second and third pages, then the Link back to the second: not asked.
         expect(asked).toHaveLength(3);
       } finally {
         await client.close();

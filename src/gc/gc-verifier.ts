@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import pLimit from 'p-limit';
 import { DomainError } from '../common/domain-error.js';
-import type { RegistryClient } from '../registries/client/registry-client.js';
+import { catalogPageKey, type RegistryClient } from '../registries/client/registry-client.js';
 import { isIndex, type FetchedManifest } from '../registries/client/oci-types.js';
 import { UpstreamError, unlessGone } from '../registries/client/upstream-error.js';
 import type { RepositoryDigest } from './gc-output.js';
@@ -232,13 +232,16 @@ export async function verifyThroughRegistry(
   const walks: Promise<void>[] = [];
   if (opts.tagged === 'catalog') {
     let last: string | undefined;
+    // The pages asked for: a registry whose Link leads back to one would be walked forever.
+    const asked = new Set<string>();
     do {
+      asked.add(catalogPageKey(CATALOG_PAGE, last));
       const page = await client.catalogPage(CATALOG_PAGE, last);
       walks.push(...page.repositories.map((r) => checkRepository(r)));
       // A page's walks run while the next page is read; a huge catalog is bounded by `limit`, not memory of promises per page.
       if (walks.length >= 4 * CATALOG_PAGE) await Promise.all(walks.splice(0));
       last = page.next ?? undefined;
-    } while (last);
+    } while (last && !asked.has(catalogPageKey(CATALOG_PAGE, last)));
   } else {
     const byRepository = new Map<string, TaggedSample[]>();
     // The deleted blobs are being asked about meanwhile.
