@@ -50,9 +50,9 @@ describe('the webhook outbox on a hot path', () => {
     const queries: string[] = [];
     await ds.transaction(async (manager) => {
       const query = manager.query.bind(manager);
-      vi.spyOn(manager, 'query').mockImplementation((sql: string, params?: unknown[]) => {
-        queries.push(sql.trim().split(/\s+/).slice(0, 3).join(' '));
-        return query(sql, params);
+      vi.spyOn(manager, 'query').mockImplementation((...args: Parameters<typeof query>) => {
+        queries.push(args[0].trim().split(/\s+/).slice(0, 3).join(' '));
+        return query(...args);
       });
       await outbox.onAuditBatch({ events, manager });
     });
