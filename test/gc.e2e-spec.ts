@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import type { INestApplicationContext } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -742,21 +742,43 @@ describe('garbage collection through the gateway, on real registries', () => {
       expect(run.error!.message).toContain('still claimed by the registry');
     });
 
-    it('an executor that reads another storage than the registry’s', async () => {
+    it('an executor that reads another storage than the registry’s: refused while it holds nothing, failed after', async () => {
       const elsewhere = await mkdtemp(join(tmpdir(), 'gc-elsewhere-'));
+      const settings = (service: RegistryService) => ({
+        fence: 'gateway',
+        executor: {
+          type: 'local',
+          command: ['docker-registry'],
+          configPath: service.configPath,
+          storagePath: elsewhere,
+          lifecycle: service.lifecycle,
+        },
+      });
       try {
-        const { run } = await collectAfterDeleting('elsewhere', (service) => ({
-          fence: 'gateway',
-          executor: {
-            type: 'local',
-            command: ['docker-registry'],
-            configPath: service.configPath,
-            storagePath: elsewhere,
-            lifecycle: service.lifecycle,
-          },
-        }));
-        expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
-        expect(run.verification.storage.problems.map((p) => p.problem)).toEqual([
+        // Nothing there (what a registry on an object store looks like from the executor): refused before
+        // the collector runs, the registry's own storage untouched.
+        const empty = await collectAfterDeleting('elsewhere', settings);
+        expect(empty.run).toMatchObject({ status: 'failed', error: { code: 'STORAGE_NOT_FOUND' } });
+        expect(empty.run.error!.message).toContain('team/app');
+        expect(empty.run.blobsDeleted).toBeNull();
+        const hex = empty.doomed.layers[0].digest.slice('sha256:'.length);
+        const data = join(
+          empty.service.storagePath,
+          'docker/registry/v2/blobs/sha256',
+          hex.slice(0, 2),
+          hex,
+          'data',
+        );
+        expect((await stat(data)).isFile()).toBe(true);
+
+        // Another storage with a blob in it: the collector runs on the registry's, and the run says what
+        // does not add up.
+        const stray = join(elsewhere, 'docker/registry/v2/blobs/sha256/ee', 'e'.repeat(64));
+        await mkdir(stray, { recursive: true });
+        await writeFile(join(stray, 'data'), 'stray');
+        const other = await collectAfterDeleting('elsewhere2', settings);
+        expect(other.run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
+        expect(other.run.verification.storage.problems.map((p) => p.problem)).toEqual([
           expect.stringMatching(/none of the \d+ blob\(s\) the collector deleted .*executor.storagePath/),
           expect.stringMatching(/the registry lists the repository/),
         ]);

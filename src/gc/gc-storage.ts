@@ -165,6 +165,8 @@ export function snapshotInParts<F = never>(
   outsideRepositories: Promise<void>;
   whole: Promise<StorageSnapshot>;
   first?: Promise<F>;
+  /** The snapshot as it is being filled: what the walks have read so far. */
+  partial: StorageSnapshot;
 } {
   const { snapshot, walk } = snapshotReader(executor, root, signal);
   let started!: () => void;
@@ -194,7 +196,7 @@ export function snapshotInParts<F = never>(
   // Whoever awaits only one part must not leave the other's failure unhandled.
   whole.catch(() => undefined);
   first?.catch(() => undefined);
-  return { blobsStarted, outsideRepositories, whole, first };
+  return { blobsStarted, outsideRepositories, whole, first, partial: snapshot };
 }
 
 /** What `repositories` holds, taken from a snapshot of the same tree. */

@@ -56,6 +56,8 @@ import {
 } from './gc.entity.js';
 import { GC_FINISHED_EVENT, GcService } from './gc.service.js';
 
+/** Repositories of the registry's catalog looked for in the storage when it holds no blob. */
+const CATALOG_SAMPLE = 16;
 const isCancel = (err: unknown) => err instanceof DomainError && err.code === 'GC_CANCELLED';
 /** Live output kept on the run while the collector runs (the final output replaces it). */
 const LIVE_OUTPUT_TAIL = 64 * 1024;
@@ -507,6 +509,12 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           : Promise.resolve(new Set<string>());
       progress.to('measuring');
       const [, young] = await Promise.all([reading, youngRead]);
+      // Not a blob where the executor reads: a fresh registry, or a storagePath that is not where this
+      // registry keeps its data (another folder, an object store). Told apart before anything is deleted.
+      if (parts.partial.blobs.size === 0 && state !== 'stopped') {
+        await parts.outsideRepositories;
+        if (parts.partial.blobs.size === 0) await this.expectEmptyRegistry(client, executor, root, signal);
+      }
       // Taken after the collection when the collector ran beside the walks.
       if (!overlap) fields.bytes_before = (await snapshotBefore).bytes;
 
@@ -700,6 +708,29 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
             this.logger.warn(`registry "${registry.name}" not probed after GC run ${run.id}: ${err.message}`),
           );
     }
+  }
+
+  /**
+   * The storage the executor reads holds no blob: the registry must then hold nothing the storage does not
+   * either. The first catalog page's repositories are looked for under `repositories`; with none of them
+   * there, the collector would work on a storage the run can neither measure nor check (STORAGE_NOT_FOUND).
+   */
+  private async expectEmptyRegistry(
+    client: RegistryClient,
+    executor: GcExecutor,
+    root: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const listed = (await client.catalogPage(CATALOG_SAMPLE).catch(() => null))?.repositories ?? [];
+    if (!listed.length) return;
+    const dirs = listed.map((r) => `${v2Root(root)}/repositories/${r}`);
+    if ((await existingPaths(executor, dirs, signal)).size > 0) return;
+    throw new DomainError(
+      'STORAGE_NOT_FOUND',
+      `the storage the executor reads (${root}) holds no blob and none of the repositories the registry lists (${listed.slice(0, 3).join(', ')}${listed.length > 3 ? ', ...' : ''}): executor.storagePath is not where this registry keeps its data (another folder, or an object store, which GC through the gateway cannot read); nothing was collected`,
+      409,
+      { storagePath: root, repositories: listed.slice(0, 5) },
+    );
   }
 
   /**
