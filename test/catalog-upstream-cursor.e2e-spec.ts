@@ -164,6 +164,19 @@ describe('repositories of a registry that pages its catalog with its own cursor'
     }
   });
 
+  it('asks the registry for pages of its own size whatever page size a cursor names', async () => {
+    // The registry's own Links (the last page links at itself); a cursor made up with `n` twice.
+    mode = 'self-loop';
+    const cursor = encodeCursor({ page: `n=1&last=${encodeURIComponent('team/r01')}&n=100000` });
+    const res = await http()
+      .get('/api/v1/registries/opaque/repositories')
+      .query({ cursor, limit: 100 })
+      .expect(200);
+    expect(res.body.items.map((i: { name: string }) => i.name)).toEqual(TAGGED.slice(1));
+    expect(asked.length).toBeGreaterThan(0);
+    for (const q of asked) expect(new URLSearchParams(q).getAll('n')).toEqual([String(PAGE)]);
+  });
+
   it.each(['opaque-loop', 'plain-loop', 'self-loop'] as const)(
     'ends when the Link points back at a page already read (%s)',
     async (loop) => {

@@ -598,11 +598,18 @@ function basic(username: string, password: string): string {
   return `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`;
 }
 
-/** The query of a catalogPage (see there): a Link's query as it is, or Distribution's `last` for a bare name. */
+/**
+ * The query of a catalogPage (see there): a Link's query, or Distribution's `last` for a bare name. An `n`
+ * in it is set to ours (once): a query that comes back from a client (in a cursor) must not choose the
+ * page size, one name a request (thousands of requests for one list) or more than the registry should
+ * send at once. A registry's own cursor without one is sent as it came.
+ */
 function catalogQuery(n: number, from: string | undefined): Record<string, string | number> {
   if (!from) return { n };
   if (!from.includes('=')) return { n, last: from };
-  return Object.fromEntries(new URLSearchParams(from));
+  const query = new URLSearchParams(from);
+  if (query.has('n')) query.set('n', String(n));
+  return Object.fromEntries(query);
 }
 
 function queryKey(query: Record<string, string | number>): string {
