@@ -433,6 +433,17 @@ describe('storage check with the manifests read before the collection', () => {
         true,
       ]);
       expect(wasMissing('revision link', 'app', sha(plain))).toBe(false);
+      // A blob pushed after the walk (data and link unseen) that the collector deleted: its doing.
+      const pushedThenCollected = missingBefore(without(before, d('9')), {
+        blobs: [d('9')],
+        manifests: [],
+        layerLinks: [],
+      });
+      expect(
+        (['data', 'layer link', 'revision link'] as const).map((thing) =>
+          pushedThenCollected(thing, 'app', d('9')),
+        ),
+      ).toEqual([false, false, false]);
       expect(wasMissing('revision link', 'other', sha(plain))).toBe(true);
     } finally {
       await cleanup();

@@ -429,7 +429,8 @@ export type WasMissing = (thing: StoredThing, repository: string, digest: string
 /**
  * wasMissing for a collection: `before` is the storage read before it (the walk of `blobs` may have run
  * beside the collector and missed what the collector deleted first: those are in `removed`, which must
- * be the collector's whole list, so this is used only when its output was read whole).
+ * be the collector's whole list, so this is used only when its output was read whole). Nothing whose blob
+ * the collector removed was missing before, whichever of its links is asked about.
  */
 export function missingBefore(
   before: StorageSnapshot,
@@ -441,7 +442,10 @@ export function missingBefore(
   const layerLinks = new Set(removed.layerLinks.map(key));
   return (thing, repository, digest) => {
     const at = `${repository}@${digest}`;
-    if (thing === 'data') return !before.blobs.has(digest) && !blobs.has(digest);
+    // What the collector removed is its doing, link or data: a blob pushed after the walk (its link
+    // unseen) and deleted by the collector is not served because of the run.
+    if (blobs.has(digest)) return false;
+    if (thing === 'data') return !before.blobs.has(digest);
     if (thing === 'layer link') return !before.layers.get(repository)?.has(digest) && !layerLinks.has(at);
     return !before.revisions.get(repository)?.has(digest) && !manifests.has(at);
   };
