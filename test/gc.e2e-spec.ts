@@ -714,6 +714,36 @@ describe('garbage collection through the gateway, on real registries', () => {
       ]);
     });
 
+    it('a collector the probe took for 2.x that removes layer links: repositories is read again, not taken as read beside it', async () => {
+      // The real collector, then what a 3.x one does on top: a layer link removed and listed, here one the
+      // `stable` image needs.
+      const { kept, run } = await collectWithWrapper('removedlink', (image, service) => {
+        const hex = image.layers[0].digest.slice('sha256:'.length);
+        const link = join(
+          service.storagePath,
+          'docker/registry/v2/repositories/team/app/_layers/sha256',
+          hex,
+        );
+        return {
+          after: [
+            `rm -rf '${link}'`,
+            `echo 'team/app: layer link eligible for deletion: ${image.layers[0].digest}'`,
+          ],
+        };
+      });
+      expect(run).toMatchObject({ status: 'failed', error: { code: 'GC_VERIFICATION_FAILED' } });
+      expect(run.verification.storage.problems).toEqual([
+        expect.objectContaining({
+          repository: 'team/app',
+          tag: 'stable',
+          digest: kept.digest,
+          blob: kept.layers[0].digest,
+          problem: 'blob not linked in the repository',
+        }),
+      ]);
+      expect(run.verification.storage.preexisting).toEqual([]);
+    });
+
     it('a blob the collector deleted before the storage walk beside it saw it: bytesBefore unknown, not wrong', async () => {
       // What an upload finishing between the walk of `blobs` and the collector's own listing leaves: a blob
       // the walk never saw, which the collector deletes (nothing references it).

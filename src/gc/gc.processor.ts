@@ -608,9 +608,12 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       const clearing = serveAgain(true);
       // Awaited below; the reads started meanwhile must not leave its failure unhandled.
       clearing.catch(() => undefined);
-      // Whether `repositories` stayed as read beside the collector: no manifest came or went meanwhile.
+      // Whether `repositories` stayed as read beside the collector: no manifest came or went meanwhile, and
+      // the collector removed nothing there (a 3.x one after all removes layer links, which the folders
+      // compared do not show).
+      const untouched = !summary.layerLinksDeleted.length && !summary.manifestsDeleted.length;
       const kept: Promise<TaggedImages | null> = alongside(
-        beside
+        beside && untouched
           ? Promise.all([beside.folders, manifestFolders(executor, root, signal, { urgent: true })]).then(
               ([was, now]) => (sameFolders(was, now) ? beside.tagged : null),
             )
@@ -620,7 +623,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         this.checkStorageAfter(executor, root, summary.blobsDeleted, signal, before, kept, wasMissing),
       );
       // The blobs the collector deleted: those it listed, and when lines of its list were lost, every blob
-      // the storage lost meanwhile (nothing else removes blobs).
+      // the storage lost meanwhile (nothing else removes blobs but the expiry of a pull-through cache, whose
+      // blobs the API check then finds served again: a failure, the safe side).
       const deletedBlobs = summary.complete
         ? Promise.resolve(summary.blobsDeleted)
         : checking.then(({ after }) => [
