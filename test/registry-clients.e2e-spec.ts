@@ -179,4 +179,33 @@ describe('RegistryClients: clients unused for the idle time are closed', () => {
     expect(busyFront.closedByGateway).toEqual([]);
     expect(busyFront.open).toBe(busyFront.accepted);
   });
+
+  it('does not open a client again for a handle whose registry was changed or removed meanwhile', async () => {
+    const f = await front();
+    const entity = registryAt(f, 'changed');
+    const held = clients.for(entity);
+    // Told apart without a request: neither a promise nor nameless.
+    expect(held.name).toBe('changed');
+    expect(await Promise.resolve(held)).toBe(held);
+    expect(f.accepted).toBe(0);
+    expect((await held.ping()).status).toBe(200);
+    await closed(f);
+
+    // The password rotated while the holder waited (a GC run across its collection): the handle kept from
+    // before does not open a client with the old one; the registry's current handle works.
+    const rotated = Object.assign(new RegistryEntity(), entity, {
+      passwordSealed: secrets.seal(CREDENTIALS.password),
+    });
+    const current = clients.for(rotated);
+    expect(current).not.toBe(held);
+    await expect(held.ping()).rejects.toThrow();
+    expect((await current.ping()).status).toBe(200);
+    await closed(f);
+
+    // Removed: nothing opens for it any more.
+    await clients.forget(entity.id);
+    const accepted = f.accepted;
+    await expect(current.ping()).rejects.toThrow();
+    expect(f.accepted).toBe(accepted);
+  });
 });

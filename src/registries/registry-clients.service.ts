@@ -56,6 +56,12 @@ export class RegistryClients implements OnModuleDestroy {
   private readonly entries = new Map<string, Entry>();
   /** Entries whose client is open, in `entries` or held only by callers: what the sweep looks at. */
   private readonly opened = new Set<Entry>();
+  /**
+   * Per registry id, the connection `for()` last saw, or null once forgotten: a handle whose client was
+   * closed for idleness (its entry dropped, so retire() could not reach it) and whose connection is no
+   * longer this one must not open a client with settings that were replaced or removed.
+   */
+  private readonly latest = new Map<string, unknown[] | null>();
   private sweeper: NodeJS.Timeout | undefined;
   private destroyed = false;
   private readonly upstream = histogram(
@@ -72,6 +78,7 @@ export class RegistryClients implements OnModuleDestroy {
 
   for(registry: RegistryEntity): RegistryClient {
     const connection = connectionOf(registry);
+    this.latest.set(registry.id, connection);
     const current = this.entries.get(registry.id);
     if (current && sameConnection(current.connection, connection)) {
       current.lastUsed = performance.now();
@@ -92,6 +99,7 @@ export class RegistryClients implements OnModuleDestroy {
 
   /** Closes the registry's clients in this process now (the registry was removed). */
   async forget(registryId: string): Promise<void> {
+    this.latest.set(registryId, null);
     await this.retire(registryId);
   }
 
@@ -122,7 +130,12 @@ export class RegistryClients implements OnModuleDestroy {
       retired: false,
       // Only the prototype, for `instanceof`: every property is read from the entry's current client.
       handle: new Proxy(Object.create(RegistryClient.prototype) as RegistryClient, {
-        get: (_, property) => {
+        get: (target, property) => {
+          // Asked without a call to make: whether it is a promise (`await`), its name (logs), symbols
+          // (inspection). No client is opened, no credential decrypted for that.
+          if (property === 'then') return undefined;
+          if (property === 'name') return entry.registry.name;
+          if (typeof property === 'symbol') return Reflect.get(target, property) as unknown;
           const client = this.open(entry);
           const value: unknown = Reflect.get(client, property, client);
           if (typeof value !== 'function' || property === 'constructor') return value;
@@ -138,6 +151,8 @@ export class RegistryClients implements OnModuleDestroy {
   private open(entry: Entry): RegistryClient {
     entry.lastUsed = performance.now();
     if (entry.client) return entry.client;
+    const latest = this.latest.get(entry.registry.id);
+    if (latest === null || (latest && !sameConnection(latest, entry.connection))) entry.retired = true;
     const client = this.build(entry.registry);
     entry.client = client;
     // Retired while closed for idleness: fail as the client closed then would have.
