@@ -56,8 +56,10 @@ describe('the webhook outbox on a hot path', () => {
       });
       await outbox.onAuditBatch({ events, manager });
     });
+    // This test's batch only, whatever else the gateway may record meanwhile.
     const delivered = await env.query<{ subscription_id: string; event_type: string }>(
-      'SELECT subscription_id, event_type FROM webhook_deliveries ORDER BY seq',
+      'SELECT subscription_id, event_type FROM webhook_deliveries WHERE dedupe_key LIKE $1 ORDER BY seq',
+      [`%:deletion_request:${request}`],
     );
     return { queries, delivered };
   }
