@@ -588,6 +588,12 @@ describe('garbage collection through the gateway, on real registries', () => {
   });
 
   describe('verification fails the run when something is wrong', () => {
+    /** GC settings: fence `gateway`, the registry's local executor with its command or storage changed. */
+    const fencedByGateway = (
+      service: RegistryService,
+      executor: { command?: string[]; storagePath?: string },
+    ) => ({ fence: 'gateway', executor: { ...service.localExecutor, ...executor } });
+
     /** Two images in one repository, the one tagged `old` deleted (after a pull put it in the cache), then a GC. */
     async function collectAfterDeleting(
       name: string,
@@ -637,16 +643,7 @@ describe('garbage collection through the gateway, on real registries', () => {
       try {
         return await collectAfterDeleting(
           name,
-          (service) => ({
-            fence: 'gateway',
-            executor: {
-              type: 'local',
-              command: ['bash', wrapper],
-              configPath: service.configPath,
-              storagePath: service.storagePath,
-              lifecycle: service.lifecycle,
-            },
-          }),
+          (service) => fencedByGateway(service, { command: ['bash', wrapper] }),
           (kept, service, doomed) => {
             const { before = [], after = [] } = lines(kept, service, doomed);
             const real = (l: string[]) => ['case " $* " in *" --dry-run "*) ;; *)', ...l, ';; esac'];
@@ -774,16 +771,7 @@ describe('garbage collection through the gateway, on real registries', () => {
 
     it('an executor that reads another storage than the registry’s: refused while it holds nothing, failed after', async () => {
       const elsewhere = await mkdtemp(join(tmpdir(), 'gc-elsewhere-'));
-      const settings = (service: RegistryService) => ({
-        fence: 'gateway',
-        executor: {
-          type: 'local',
-          command: ['docker-registry'],
-          configPath: service.configPath,
-          storagePath: elsewhere,
-          lifecycle: service.lifecycle,
-        },
-      });
+      const settings = (service: RegistryService) => fencedByGateway(service, { storagePath: elsewhere });
       try {
         // Nothing there (what a registry on an object store looks like from the executor): refused before
         // the collector runs, the registry's own storage untouched.
@@ -881,16 +869,7 @@ describe('garbage collection through the gateway, on real registries', () => {
       try {
         return await collectAfterDeleting(
           name,
-          (service) => ({
-            fence: 'gateway',
-            executor: {
-              type: 'local',
-              command: ['bash', wrapper],
-              configPath: service.configPath,
-              storagePath: service.storagePath,
-              lifecycle: service.lifecycle,
-            },
-          }),
+          (service) => fencedByGateway(service, { command: ['bash', wrapper] }),
           undefined,
           request,
         );
