@@ -402,6 +402,19 @@ export async function existingPaths(
   return found;
 }
 
+/** Those of these repositories that have no folder under `repositories`. */
+export async function repositoriesMissing(
+  executor: GcExecutor,
+  root: string,
+  names: string[],
+  signal?: AbortSignal,
+): Promise<string[]> {
+  if (!names.length) return [];
+  const folder = (r: string) => `${v2Root(root)}/repositories/${r}`;
+  const found = await existingPaths(executor, names.map(folder), signal);
+  return names.filter((r) => !found.has(folder(r)));
+}
+
 export interface StorageCheck {
   tagsChecked: number;
   manifestsChecked: number;

@@ -23,12 +23,12 @@ import {
   blobDataPath,
   checkStorage,
   execLines,
-  existingPaths,
   linkedIn,
   manifestFolders,
   MAX_PROBLEMS,
   missingBefore,
   readTagged,
+  repositoriesMissing,
   sameFolders,
   snapshotInParts,
   statPaths,
@@ -727,8 +727,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
   ): Promise<void> {
     const listed = (await client.catalogPage(CATALOG_SAMPLE).catch(() => null))?.repositories ?? [];
     if (!listed.length) return;
-    const dirs = listed.map((r) => `${v2Root(root)}/repositories/${r}`);
-    if ((await existingPaths(executor, dirs, signal)).size > 0) return;
+    if ((await repositoriesMissing(executor, root, listed, signal)).length < listed.length) return;
     throw new DomainError(
       'STORAGE_NOT_FOUND',
       `the storage the executor reads (${root}) holds no blob and none of the repositories the registry lists (${listed.slice(0, 3).join(', ')}${listed.length > 3 ? ', ...' : ''}): executor.storagePath is not where this registry keeps its data (another folder, or an object store, which GC through the gateway cannot read); nothing was collected`,
@@ -833,20 +832,15 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       });
     const held = (r: string) =>
       after.layers.has(r) || after.revisions.has(r) || after.tags.some((t) => t.repository === r);
-    const unknown = catalog.filter((r) => !held(r));
-    if (unknown.length) {
-      const dirs = unknown.map((r) => `${v2Root(root)}/repositories/${r}`);
-      const found = await existingPaths(executor, dirs, signal);
-      unknown.forEach((r, i) => {
-        if (!found.has(dirs[i]) && problems.length < MAX_PROBLEMS)
-          problems.push({
-            repository: r,
-            digest: '',
-            blob: '',
-            problem: `the registry lists the repository, the storage the executor reads (${root}) does not hold it`,
-          });
-      });
-    }
+    const notHeld = catalog.filter((r) => !held(r));
+    for (const r of await repositoriesMissing(executor, root, notHeld, signal))
+      if (problems.length < MAX_PROBLEMS)
+        problems.push({
+          repository: r,
+          digest: '',
+          blob: '',
+          problem: `the registry lists the repository, the storage the executor reads (${root}) does not hold it`,
+        });
     return {
       ok: !problems.length && !api.stillServed.length && !api.missing.length,
       mode: full ? 'full' : 'sample',
