@@ -138,6 +138,24 @@ describe('garbage collection through the gateway, on real registries', () => {
     }
   }
 
+  /**
+   * A run held in `waiting-grace` (read-only fence): an image pushed and a blob no manifest names uploaded
+   * just before, younger than `graceSeconds`.
+   */
+  async function heldByGrace(
+    name: string,
+    repository: string,
+    grace: { graceSeconds: number; maxGraceWaitSeconds: number },
+    orphanBytes: number,
+  ) {
+    const { service, pusher } = await registry(name, grace);
+    const image = await pusher.pushImage(repository, ['1.0']);
+    await uploadOrphanBlob(service.url, repository, orphanBytes);
+    const { id } = (await http().post(`/api/v1/registries/${name}/gc`).send({}).expect(202)).body as RunView;
+    await waitRun(id, (r) => r.phase === 'waiting-grace');
+    return { service, image, id };
+  }
+
   async function expectIntact(pusher: ImagePusher, image: PushedImage) {
     for (const blob of [image.config, ...image.layers]) {
       const bytes = await pusher.pullBlob(image.repository, blob.digest);
@@ -345,12 +363,12 @@ describe('garbage collection through the gateway, on real registries', () => {
   });
 
   it('stops a run another worker recovered meanwhile (its lock lapsed): no collection without the fence', async () => {
-    const { service, pusher } = await registry('takenover', { graceSeconds: 300, maxGraceWaitSeconds: 600 });
-    const image = await pusher.pushImage('team/t', ['1.0']);
-    await uploadOrphanBlob(service.url, 'team/t', 256);
-    const { id } = (await http().post('/api/v1/registries/takenover/gc').send({}).expect(202))
-      .body as RunView;
-    await waitRun(id, (r) => r.phase === 'waiting-grace');
+    const { service, image, id } = await heldByGrace(
+      'takenover',
+      'team/t',
+      { graceSeconds: 300, maxGraceWaitSeconds: 600 },
+      256,
+    );
     // What another worker's recovery writes when it takes over a run whose job lock lapsed.
     await env.query(
       `UPDATE gc_runs SET status = 'failed', error_code = 'WORKER_LOST', finished_at = now() WHERE id = $1`,
@@ -376,11 +394,12 @@ describe('garbage collection through the gateway, on real registries', () => {
   });
 
   it('probes the registry again after a run: a probe taken while it was read-only does not outlive the run', async () => {
-    const { service, pusher } = await registry('reprobe', { graceSeconds: 2, maxGraceWaitSeconds: 60 });
-    const image = await pusher.pushImage('team/p', ['1.0']);
-    await uploadOrphanBlob(service.url, 'team/p', 512);
-    const { id } = (await http().post('/api/v1/registries/reprobe/gc').send({}).expect(202)).body as RunView;
-    await waitRun(id, (r) => r.phase === 'waiting-grace');
+    const { image, id } = await heldByGrace(
+      'reprobe',
+      'team/p',
+      { graceSeconds: 2, maxGraceWaitSeconds: 60 },
+      512,
+    );
     // The scheduled probe, had it run now.
     expect((await http().get('/api/v1/registries/reprobe/health').expect(200)).body.deletes).toBe(
       'read-only',
@@ -399,11 +418,12 @@ describe('garbage collection through the gateway, on real registries', () => {
   });
 
   it('cancels a running run: the registry leaves read-only mode and the gateway deletes again', async () => {
-    const { service, pusher } = await registry('cancel', { graceSeconds: 300, maxGraceWaitSeconds: 600 });
-    const image = await pusher.pushImage('team/c', ['1.0']);
-    await uploadOrphanBlob(service.url, 'team/c', 256);
-    const { id } = (await http().post('/api/v1/registries/cancel/gc').send({}).expect(202)).body as RunView;
-    await waitRun(id, (r) => r.phase === 'waiting-grace');
+    const { service, image, id } = await heldByGrace(
+      'cancel',
+      'team/c',
+      { graceSeconds: 300, maxGraceWaitSeconds: 600 },
+      256,
+    );
     expect(await service.isReadOnly()).toBe(true);
     const asked = await http().post(`/api/v1/gc-runs/${id}/cancel`).expect(202);
     expect(asked.body).toMatchObject({ id, cancelRequested: true });
