@@ -1126,6 +1126,28 @@ describe('garbage collection through the gateway, on real registries', () => {
       .put('/api/v1/registries/plain/gc-settings')
       .send({ executor, fence: 'none', cache: { type: 'none' } })
       .expect(200);
+    const noExecutor = await http().put('/api/v1/registries/plain/gc-settings').send({}).expect(400);
+    expect(noExecutor.body.error).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(noExecutor.body.error.message).toContain('executor is required');
+    // A zone the job scheduler would refuse is refused before anything is stored.
+    const badZone = await http()
+      .put('/api/v1/registries/plain/gc-settings')
+      .send({
+        executor,
+        fence: 'none',
+        cache: { type: 'none' },
+        schedule: '30 1 * * *',
+        scheduleTimezone: 'Mars/Olympus',
+      })
+      .expect(400);
+    expect(badZone.body.error).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      details: { field: 'scheduleTimezone' },
+    });
+    expect((await http().get('/api/v1/registries/plain/gc-settings').expect(200)).body).toMatchObject({
+      schedule: null,
+      scheduleTimezone: null,
+    });
     const unconfirmed = await http().post('/api/v1/registries/plain/gc').send({}).expect(409);
     expect(unconfirmed.body.error.code).toBe('GC_UNFENCED_NOT_CONFIRMED');
     const run = await waitRun(

@@ -3,6 +3,7 @@ import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import {
   IsBoolean,
+  IsDefined,
   IsIn,
   IsInt,
   IsOptional,
@@ -69,6 +70,7 @@ export class GcCacheDto {
 export class GcSettingsDto {
   @ApiProperty({ type: GcExecutorDto })
   @Field(() => GcExecutorDto)
+  @IsDefined({ message: 'executor is required: where and how the collector runs' })
   @ValidateNested()
   @Type(() => GcExecutorDto)
   executor: GcExecutorDto;

@@ -127,6 +127,7 @@ export class GcSettingsService {
       throw new ValidationError('cache.addr is required for a redis cache', { field: 'cache.addr' });
     const schedule = dto.schedule ?? null;
     const timezone = dto.scheduleTimezone ?? null;
+    if (timezone !== null) assertTimezone(timezone);
     if (schedule) assertCron(schedule, timezone);
     const cachePassword =
       dto.cachePassword !== undefined
@@ -158,26 +159,33 @@ export class GcSettingsService {
       await this.syncSchedule(registry, previous);
       return this.toView(registry, previous);
     }
-    const saved = await this.ds.transaction(async (m) => {
-      const row = await m.getRepository(GcSettingsEntity).save(entity);
-      await recordAudit(this.events, {
-        action: previous ? 'gc.settings.updated' : 'gc.settings.created',
-        ...auditBase(ctx, m),
-        registry: registry.name,
-        outcome: 'success',
-        subject: { type: 'registry', id: registry.id },
-        details: {
-          executor: executor.type,
-          fence,
-          cache: cache.type,
-          schedule,
-          afterDeletions: entity.afterDeletions,
-          secrets: Object.keys(secrets).sort(),
-        },
+    const saved = await this.ds
+      .transaction(async (m) => {
+        const row = await m.getRepository(GcSettingsEntity).save(entity);
+        await recordAudit(this.events, {
+          action: previous ? 'gc.settings.updated' : 'gc.settings.created',
+          ...auditBase(ctx, m),
+          registry: registry.name,
+          outcome: 'success',
+          subject: { type: 'registry', id: registry.id },
+          details: {
+            executor: executor.type,
+            fence,
+            cache: cache.type,
+            schedule,
+            afterDeletions: entity.afterDeletions,
+            secrets: Object.keys(secrets).sort(),
+          },
+        });
+        // In the transaction: a schedule the job scheduler refuses leaves the settings as they were.
+        await this.syncSchedule(registry, row);
+        return row;
+      })
+      .catch(async (err: unknown) => {
+        // The scheduler may have taken the new schedule before the commit failed: back to what is stored.
+        await this.syncSchedule(registry, previous).catch(() => undefined);
+        throw err;
       });
-      return row;
-    });
-    await this.syncSchedule(registry, saved);
     return this.toView(registry, saved);
   }
 
@@ -376,6 +384,20 @@ async function withSecretFiles(section: unknown): Promise<unknown> {
     delete out.cachePasswordFile;
   }
   return out;
+}
+
+/** The cron parser takes any zone name, and the job scheduler then fails on it. */
+function assertTimezone(tz: string): void {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz });
+  } catch {
+    throw new ValidationError(
+      `scheduleTimezone "${tz}" is not an IANA time zone (e.g. "Europe/Berlin", "UTC")`,
+      {
+        field: 'scheduleTimezone',
+      },
+    );
+  }
 }
 
 function assertCron(pattern: string, tz: string | null): void {
