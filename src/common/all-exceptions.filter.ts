@@ -10,10 +10,13 @@ export class AllExceptionsFilter implements ExceptionFilter {
 
   catch(exception: unknown, host: ArgumentsHost) {
     const { status, body, unexpected, lateValidation } = toErrorBody(exception);
-    if (unexpected)
-      this.logger.error(
-        exception instanceof Error ? (exception.stack ?? exception.message) : String(exception),
-      );
+    if (unexpected) {
+      // With the request's id, which the client got in its answer: the one way from a 500 to its stack.
+      const req = requestOf(host);
+      const stack = exception instanceof Error ? (exception.stack ?? exception.message) : String(exception);
+      if (req?.log) req.log.error({ err: exception }, `unexpected error: ${body.message}`);
+      else this.logger.error(`${stack}${req?.id ? ` (requestId ${String(req.id)})` : ''}`);
+    }
     // The client's fault, but a field reached the database unchecked. Its message may quote the value: not logged.
     else if (lateValidation)
       this.logger.warn(`input refused by the database (SQLSTATE ${lateValidation}), not by validation`);
@@ -30,4 +33,12 @@ export class AllExceptionsFilter implements ExceptionFilter {
       .header('content-type', 'application/json; charset=utf-8')
       .send({ error: { ...body, requestId: req?.id } });
   }
+}
+
+/** The request behind an HTTP call or a GraphQL operation ({ req } context, over WebSocket too). */
+function requestOf(host: ArgumentsHost): Partial<Pick<FastifyRequest, 'id' | 'log'>> | undefined {
+  if (host.getType() === 'http') return host.switchToHttp().getRequest<FastifyRequest>();
+  if ((host.getType() as string) === 'graphql')
+    return (host.getArgByIndex(2) as { req?: Partial<FastifyRequest> } | undefined)?.req;
+  return undefined;
 }
