@@ -15,6 +15,7 @@ import { AuditModule } from './audit/audit.module.js';
 import { AuthModule } from './auth/auth.module.js';
 import { CatalogModule } from './catalog/catalog.module.js';
 import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
+import { ValidationError } from './common/domain-error.js';
 import { graphiqlPage } from './common/graphiql.js';
 import { graphqlLimitsPlugin } from './common/graphql-limits.js';
 import { graphqlContext, GraphqlWsTransport } from './common/graphql-transport.js';
@@ -83,6 +84,30 @@ export class AppModule {
   }
 }
 
+/**
+ * Bodies are JSON, and only JSON: another media type is 415 UNSUPPORTED_MEDIA_TYPE saying so (Distribution's
+ * event media type has its own parser, WebhooksModule). An empty body with `content-type: application/json`
+ * is no body, as a client library sends it for a POST without one; a body that is not JSON is
+ * VALIDATION_FAILED.
+ */
+function acceptJsonOnly(adapter: FastifyAdapter): void {
+  const fastify = adapter.getInstance();
+  fastify.removeContentTypeParser(['application/json', 'text/plain']);
+  const json = fastify.getDefaultJsonParser('error', 'error');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') return done(null, undefined);
+    json(req, text, (err, value) =>
+      err
+        ? done(
+            new ValidationError(`the body is not valid JSON: ${err.message}`, { field: 'body' }),
+            undefined,
+          )
+        : done(null, value),
+    );
+  });
+}
+
 /** Builds the API application with everything main.ts and the e2e tests need. */
 export async function createApiApp(config: AppConfig): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
@@ -103,8 +128,12 @@ export async function createApiApp(config: AppConfig): Promise<NestFastifyApplic
   adapter.getInstance().addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
+  acceptJsonOnly(adapter);
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     bufferLogs: true,
+    // Nest would add a form parser: a JSON body sent by `curl -d` without its content type was then
+    // read as one form field named after the whole body, and refused for fields it does not name.
+    bodyParser: false,
   });
   app.useLogger(app.get(Logger));
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true }));

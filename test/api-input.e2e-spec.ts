@@ -79,6 +79,34 @@ describe('input the gateway refuses itself', () => {
     await env?.destroy();
   });
 
+  describe('bodies', () => {
+    it('a body that is not JSON is 415 saying to send JSON; an empty JSON body is no body', async () => {
+      // `curl -d '{...}'` without -H: a form, which the API does not read as one field named after the body.
+      const body = JSON.stringify({ name: 'beta', url: registry.url });
+      for (const type of ['application/x-www-form-urlencoded', 'text/plain']) {
+        const res = await http().post('/api/v1/registries').set('content-type', type).send(body).expect(415);
+        expect(res.body.error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+        expect(res.body.error.message).toContain('content-type: application/json');
+      }
+      await http().get('/api/v1/registries/beta').expect(404);
+      // A client that sets the JSON content type on every request, bodies or not: the handler answers.
+      const gc = await http()
+        .post('/api/v1/registries/alpha/gc')
+        .set('content-type', 'application/json')
+        .expect(409);
+      expect(gc.body.error.code).toBe('GC_NOT_CONFIGURED');
+      for (const broken of ['{"name": "beta",', '{"__proto__": {"admin": true}, "name": "beta"}']) {
+        const res = await http()
+          .post('/api/v1/registries')
+          .set('content-type', 'application/json')
+          .send(broken)
+          .expect(400);
+        expect(res.body.error).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'body' } });
+        expect(res.body.error.message).toContain('the body is not valid JSON');
+      }
+    });
+  });
+
   describe('ids', () => {
     /** A value of an argument's type: its ids malformed, everything else well-formed. */
     function valueFor(name: string, type: GraphQLInputType, id: string): unknown {

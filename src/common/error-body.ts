@@ -68,6 +68,7 @@ export function toErrorBody(err: unknown): {
         unexpected: false,
       };
     }
+    if (status === HttpStatus.UNSUPPORTED_MEDIA_TYPE) return unsupportedMediaType(err.message);
     return {
       status,
       body: { code: httpCodes[status] ?? (status >= 500 ? 'INTERNAL' : 'BAD_REQUEST'), message: err.message },
@@ -77,10 +78,8 @@ export function toErrorBody(err: unknown): {
   // Fastify's own errors (body too large, bad JSON, ...) carry statusCode and a code like FST_ERR_*.
   const fe = err as { statusCode?: number; message?: string; code?: string };
   if (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-    const code =
-      fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE'
-        ? 'UNSUPPORTED_MEDIA_TYPE'
-        : (httpCodes[fe.statusCode] ?? 'BAD_REQUEST');
+    if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return unsupportedMediaType(fe.message);
+    const code = httpCodes[fe.statusCode] ?? 'BAD_REQUEST';
     return { status: fe.statusCode, body: { code, message: fe.message ?? 'Bad request' }, unexpected: false };
   }
   const state = sqlState(err);
@@ -97,4 +96,16 @@ export function toErrorBody(err: unknown): {
     };
   }
   return { status: 500, body: { code: 'INTERNAL', message: 'Internal server error' }, unexpected: true };
+}
+
+/** A body in another media type than JSON (a form, say, as `curl -d` sends without -H): what to send instead. */
+function unsupportedMediaType(message: string | undefined) {
+  return {
+    status: 415,
+    body: {
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      message: `${message || 'Unsupported Media Type'}: send the body as JSON, with content-type: application/json`,
+    },
+    unexpected: false,
+  };
 }
