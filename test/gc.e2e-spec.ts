@@ -60,8 +60,9 @@ interface RunView {
   bytesAfter: number | null;
   bytesFreed: number | null;
   bytesEstimated: number | null;
+  exitCode?: number | null;
   verification: GcVerification | null;
-  error: { code: string; message: string } | null;
+  error: { code: string; message: string; details: Record<string, unknown> | null } | null;
 }
 
 /** Every file under dir with its size: what "nothing changed on disk" compares. */
@@ -991,6 +992,27 @@ describe('garbage collection through the gateway, on real registries', () => {
     );
     expect(refused.status).toBe('failed');
     expect(refused.error?.code).toBe('DELETE_UNTAGGED_UNSAFE');
+    // Which manifests it would have taken: kept with the run, over REST, GraphQL and in the audit trail.
+    const unsafe = index.children.map((c) =>
+      expect.objectContaining({ repository: 'team/multi', digest: c.digest }),
+    );
+    expect(refused.error?.details).toEqual({ manifests: expect.arrayContaining(unsafe), manifestsTotal: 2 });
+    const viaGraphql = await http()
+      .post('/graphql')
+      .send({
+        query: `query($id: ID!) { gcRun(id: $id) { error { code details } } }`,
+        variables: { id: refused.id },
+      })
+      .expect(200);
+    expect(viaGraphql.body.data.gcRun.error).toEqual(
+      refused.error && { code: refused.error.code, details: refused.error.details },
+    );
+    const [failed] = (await http().get(`/api/v1/audit-events?action=gc.failed&registry=untagged`).expect(200))
+      .body.items as { details: { error: unknown } }[];
+    expect(failed.details.error).toMatchObject({
+      code: 'DELETE_UNTAGGED_UNSAFE',
+      details: { manifestsTotal: 2 },
+    });
     for (const child of index.children) await expectIntact(pusher, child);
 
     await deleteThroughGateway('untagged', [index as unknown as PushedImage]);
@@ -1162,6 +1184,21 @@ describe('garbage collection through the gateway, on real registries', () => {
       );
     await http().get('/api/v1/gc-runs/00000000-0000-4000-8000-000000000000').expect(404);
     await http().get('/api/v1/gc-runs/not-a-uuid').expect(400);
+    // A collector that cannot be run fails a dry run with what a real run would show: exit code and output.
+    await http()
+      .put('/api/v1/registries/plain/gc-settings')
+      .send({
+        executor: { ...executor, command: ['no-such-registry-binary'] },
+        fence: 'none',
+        cache: { type: 'none' },
+      })
+      .expect(200);
+    const missing = await waitRun(
+      (await http().post('/api/v1/registries/plain/gc').send({ dryRun: true }).expect(202)).body.id,
+    );
+    expect(missing).toMatchObject({ status: 'failed', exitCode: 127, error: { code: 'GC_COMMAND_FAILED' } });
+    expect(missing.error?.details).toMatchObject({ exitCode: 127 });
+    expect(await outputOf(missing.id)).toContain('no-such-registry-binary');
   });
 
   it('runs on a schedule once across workers, and after deletions settle', async () => {

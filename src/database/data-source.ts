@@ -11,6 +11,7 @@ import { GcVerification1795400000600 } from '../../migrations/1795400000600-gc-v
 import { RegistryEventsSeenAge1795400000700 } from '../../migrations/1795400000700-registry-events-seen-age.js';
 import { GcOutputRetention1795400000800 } from '../../migrations/1795400000800-gc-output-retention.js';
 import { GcOutputLz41795400000900 } from '../../migrations/1795400000900-gc-output-lz4.js';
+import { GcErrorDetails1795400001000 } from '../../migrations/1795400001000-gc-error-details.js';
 import { AuditEventEntity } from '../audit/audit.entity.js';
 import { RoleBindingEntity, ServiceAccountEntity, ServiceAccountTokenEntity } from '../auth/auth.entity.js';
 import { DeletionItemEntity, DeletionRequestEntity } from '../deletions/deletion.entity.js';
@@ -50,6 +51,7 @@ export const migrations = [
   RegistryEventsSeenAge1795400000700,
   GcOutputRetention1795400000800,
   GcOutputLz41795400000900,
+  GcErrorDetails1795400001000,
 ];
 
 /**

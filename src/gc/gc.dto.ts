@@ -158,6 +158,19 @@ export class GcActorView {
 export class GcErrorView {
   @ApiProperty({ example: 'GC_COMMAND_FAILED' }) @Field() code: string;
   @ApiProperty() @Field() message: string;
+  @ApiPropertyOptional({
+    type: 'object',
+    additionalProperties: true,
+    nullable: true,
+    description:
+      "What the error names, as an API error's details: e.g. `manifests` for DELETE_UNTAGGED_UNSAFE, `exitCode` and `output` (its last lines) for GC_COMMAND_FAILED",
+  })
+  @Field(() => GraphQLJSONObject, {
+    nullable: true,
+    description:
+      "What the error names, as an API error's details (the manifests DELETE_UNTAGGED_UNSAFE refused, say)",
+  })
+  details: Record<string, unknown> | null;
 }
 
 @ObjectType('GcRun', { description: 'One garbage collection of a registry, queued, fenced and verified.' })

@@ -523,7 +523,13 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       // blob (grace window) or an index's child (--delete-untagged on 2.x) is among the candidates.
       let plan: Plan | null = null;
       if (run.dryRun || young.size > 0 || (run.deleteUntagged && !v3)) {
-        plan = await this.plan(executor, root, run, signal);
+        plan = await this.plan(executor, root, run, signal, (out) =>
+          Object.assign(fields, {
+            exit_code: out.exitCode,
+            output: out.output,
+            output_truncated: out.outputTruncated,
+          }),
+        );
         fields.bytes_estimated = plan.bytesEstimated;
         fields.blobs_marked = plan.summary.blobsMarked;
         if (run.deleteUntagged && !v3)
@@ -890,6 +896,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     root: string,
     run: GcRunEntity,
     signal: AbortSignal,
+    /** Told the collector's output and exit code when they fail the plan: the run keeps them. */
+    failedWith?: (output: ExecResult) => void,
   ): Promise<Plan> {
     const { out: output, summary } = await this.collect(executor, {
       dryRun: true,
@@ -898,6 +906,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     });
     if (output.exitCode !== 0 && summary.nothingStored)
       return { empty: true, summary, output, blobs: new Map(), bytesEstimated: 0 };
+    if (output.exitCode !== 0 || summary.errors.length || !summary.complete) failedWith?.(output);
     if (output.exitCode !== 0 || summary.errors.length)
       throw new DomainError(
         'GC_COMMAND_FAILED',
@@ -1038,7 +1047,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         'DELETE_UNTAGGED_UNSAFE',
         `--delete-untagged would delete ${unsafe.length} manifest(s) that a tagged image index references (Distribution ${registry.probe?.distributionVersion ?? 'unknown version'} deletes multi-arch platform manifests); nothing was deleted`,
         409,
-        { manifests: unsafe.slice(0, 100) },
+        { manifests: unsafe.slice(0, 100), manifestsTotal: unsafe.length },
       );
   }
 
@@ -1102,8 +1111,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
       );
       // Only a run still active (the update locks the row: two finishes never both write).
       const [, updated] = (await m.query(
-        `UPDATE gc_runs SET status = $2, phase = $3, error_code = $4, error_message = $5, finished_at = now(),
-           updated_at = now()${cols.map((c, i) => `, ${c} = $${i + 6}`).join('')}
+        `UPDATE gc_runs SET status = $2, phase = $3, error_code = $4, error_message = $5, error_details = $6,
+           finished_at = now(), updated_at = now()${cols.map((c, i) => `, ${c} = $${i + 7}`).join('')}
          WHERE id = $1 AND status IN ('queued', 'running')`,
         [
           runId,
@@ -1111,6 +1120,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           status === 'succeeded' ? 'done' : (phase ?? 'done'),
           error?.code ?? null,
           error?.message ?? null,
+          error?.details ? JSON.stringify(error.details) : null,
           ...values,
         ],
       )) as [unknown, number];
@@ -1178,7 +1188,25 @@ function verificationFailed(v: GcVerification): DomainError {
   return new DomainError('GC_VERIFICATION_FAILED', `verification after GC failed: ${parts.join('; ')}`, 500);
 }
 
-function errorOf(err: unknown): { code: string; message: string } {
-  if (err instanceof DomainError) return { code: err.code, message: err.message.slice(0, 4000) };
+function errorOf(err: unknown): { code: string; message: string; details?: Record<string, unknown> } {
+  if (err instanceof DomainError)
+    return {
+      code: err.code,
+      message: err.message.slice(0, 4000),
+      ...(err.details && { details: boundedDetails(err.details) }),
+    };
   return { code: 'INTERNAL', message: (err instanceof Error ? err.message : String(err)).slice(0, 4000) };
+}
+
+/** An error's details as the run keeps them: lists of at most 100 entries, texts of at most 4000 characters. */
+function boundedDetails(details: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(details)) {
+    if (Array.isArray(value) && value.length > 100) {
+      out[key] = value.slice(0, 100);
+      out[`${key}Total`] = value.length;
+    } else if (typeof value === 'string' && value.length > 4000) out[key] = value.slice(-4000);
+    else out[key] = value;
+  }
+  return out;
 }

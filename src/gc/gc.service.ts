@@ -316,7 +316,9 @@ export function toView(r: GcRunEntity): GcRunView {
     outputRemovedAt: r.outputRemovedAt,
     verification: r.verification && withDefaults(r.verification),
     phaseMs: r.phaseMs ?? {},
-    error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
+    error: r.errorCode
+      ? { code: r.errorCode, message: r.errorMessage ?? '', details: r.errorDetails ?? null }
+      : null,
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     heartbeatAt: r.heartbeatAt,
