@@ -230,7 +230,7 @@ describe('registries and catalog on real registries', () => {
         .set('content-type', 'application/json')
         .send('{"name": ');
       expect(broken.status).toBe(400);
-      expect(broken.body.error.code).toBe('BAD_REQUEST');
+      expect(broken.body.error.code).toBe('VALIDATION_FAILED');
     });
 
     it('updates a registry', async () => {
