@@ -124,9 +124,18 @@ describe('registries and catalog on real registries', () => {
       });
       const down = await http()
         .post('/api/v1/registries')
-        .send({ name: 'nowhere', url: 'http://127.0.0.1:9' })
+        .send({
+          name: 'nowhere',
+          url: 'http://127.0.0.1:9',
+          auth: { type: 'basic', username: 'ci', password: 'x' },
+        })
         .expect(201);
-      expect(down.body.probe).toMatchObject({ reachable: false, error: { code: 'REGISTRY_UNREACHABLE' } });
+      // Nothing answered: no verdict on the credentials.
+      expect(down.body.probe).toMatchObject({
+        reachable: false,
+        auth: 'unknown',
+        error: { code: 'REGISTRY_UNREACHABLE' },
+      });
       const health = await http().get('/api/v1/registries/nowhere/health').expect(200);
       expect(health.body.reachable).toBe(false);
       await http().delete('/api/v1/registries/wrong-pass').expect(204);

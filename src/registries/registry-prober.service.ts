@@ -24,7 +24,8 @@ export class RegistryProber {
       reachable: false,
       latencyMs: null,
       apiVersion: null,
-      auth: authType === 'none' ? 'not-required' : 'failed',
+      // Told only by an answer: a registry that cannot be reached says nothing of its credentials.
+      auth: authType === 'none' ? 'not-required' : 'unknown',
       deletes: 'unknown',
       distributionVersion: null,
       error: null,
@@ -37,7 +38,11 @@ export class RegistryProber {
       result.auth = authType === 'none' ? 'not-required' : 'ok';
     } catch (err) {
       if (err instanceof UpstreamError && err.upstreamStatus !== null) result.reachable = true;
-      if (err instanceof UpstreamError && err.code === 'UNAUTHORIZED_UPSTREAM') result.auth = 'failed';
+      if (
+        err instanceof UpstreamError &&
+        (err.code === 'UNAUTHORIZED_UPSTREAM' || err.code === 'FORBIDDEN_UPSTREAM')
+      )
+        result.auth = 'failed';
       result.error = errorOf(err);
       return result;
     }

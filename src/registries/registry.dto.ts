@@ -218,9 +218,16 @@ export class RegistryProbeView implements RegistryProbe {
   })
   @Field(() => String, { nullable: true })
   apiVersion: string | null;
-  @ApiProperty({ enum: ['ok', 'failed', 'not-required'] })
-  @Field(() => String, { description: 'ok, failed or not-required' })
-  auth: 'ok' | 'failed' | 'not-required';
+  @ApiProperty({
+    enum: ['ok', 'failed', 'not-required', 'unknown'],
+    description:
+      'unknown: the registry did not answer (or not about credentials), so they could not be checked',
+  })
+  @Field(() => String, {
+    description:
+      'ok, failed, not-required, or unknown when the registry did not answer (or not about credentials)',
+  })
+  auth: 'ok' | 'failed' | 'not-required' | 'unknown';
   @ApiProperty({ enum: ['enabled', 'disabled', 'read-only', 'pull-through', 'unknown'] })
   @Field(() => String, {
     description:

@@ -13,7 +13,7 @@ export interface RegistryProbe {
   reachable: boolean;
   latencyMs: number | null;
   apiVersion: string | null;
-  auth: 'ok' | 'failed' | 'not-required';
+  auth: 'ok' | 'failed' | 'not-required' | 'unknown';
   /** `enabled`, `disabled` (storage.delete off), `read-only` (maintenance mode), `pull-through` (proxy cache), or unknown. */
   deletes: 'enabled' | 'disabled' | 'read-only' | 'pull-through' | 'unknown';
   /** Major distribution version as learned from behaviour (2.x answers a DELETE by tag with 400, 3.x does not). */
