@@ -18,6 +18,7 @@ import { AllExceptionsFilter } from './common/all-exceptions.filter.js';
 import { ValidationError } from './common/domain-error.js';
 import { graphiqlPage } from './common/graphiql.js';
 import { graphqlLimitsPlugin } from './common/graphql-limits.js';
+import { graphqlRequestIdPlugin } from './common/graphql-request-id.js';
 import { graphqlContext, GraphqlWsTransport } from './common/graphql-transport.js';
 import { HttpMetrics } from './common/http-metrics.js';
 import { pinoOptions } from './common/logging.module.js';
@@ -53,7 +54,7 @@ export class AppModule {
           graphiql: false,
           introspection: true,
           includeStacktraceInErrorResponses: false,
-          plugins: [graphiqlPage(), graphqlLimitsPlugin(config.graphql)],
+          plugins: [graphiqlPage(), graphqlLimitsPlugin(config.graphql), graphqlRequestIdPlugin()],
           // One context shape, { req }, over HTTP and WebSocket (graphql-transport.ts).
           context: graphqlContext,
           subscriptions: { 'graphql-ws': ws.options() },

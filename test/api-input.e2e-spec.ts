@@ -107,6 +107,22 @@ describe('input the gateway refuses itself', () => {
     });
   });
 
+  describe('GraphQL errors', () => {
+    it("carry the request's id, as REST error bodies do: resolver errors and documents that never ran", async () => {
+      for (const [i, query] of [
+        'query { gcRun(id: "not-a-uuid") { id } }',
+        'query { registries { noSuchField } }',
+        'query { registries {',
+      ].entries()) {
+        const requestId = `gql-error-${i}`;
+        const res = await http().post('/graphql').set('x-request-id', requestId).send({ query });
+        const body = res.body as GqlAnswer & { errors: { extensions: { requestId?: string } }[] };
+        expect(body.errors.length).toBeGreaterThan(0);
+        for (const e of body.errors) expect(e.extensions.requestId).toBe(requestId);
+      }
+    });
+  });
+
   describe('ids', () => {
     /** A value of an argument's type: its ids malformed, everything else well-formed. */
     function valueFor(name: string, type: GraphQLInputType, id: string): unknown {
