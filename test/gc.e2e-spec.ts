@@ -61,6 +61,8 @@ interface RunView {
   bytesFreed: number | null;
   bytesEstimated: number | null;
   exitCode?: number | null;
+  fence?: string;
+  phaseMs?: Record<string, number>;
   verification: GcVerification | null;
   error: { code: string; message: string; details: Record<string, unknown> | null } | null;
 }
@@ -194,6 +196,9 @@ describe('garbage collection through the gateway, on real registries', () => {
     expect(planned.blobsDeleted).toBe(12);
     expect(planned.bytesEstimated).toBeGreaterThan(24 * MiB);
     expect(planned).not.toHaveProperty('output'); // read apart: GET /gc-runs/:id/output
+    // No fence, so no time spent fencing: a dry run starts measuring.
+    expect(Object.keys(planned.phaseMs ?? {})).not.toContain('fencing');
+    expect(planned.fence).toBe('none');
     expect(await outputOf(planned.id)).toContain('blob eligible for deletion');
     // Outputs are stored lz4-compressed where the server has it (this one does).
     const [column] = await env.query<{ attcompression: string }>(

@@ -89,7 +89,6 @@ interface RegistryAnswers {
 
 /** Where a run stands, written to its row every GC_HEARTBEAT_MS so a reader sees progress and life. */
 class Progress {
-  phase: GcPhase = 'fencing';
   /** Time per phase; a phase entered twice (planning again after a wait) adds up. */
   readonly phaseMs: Record<string, number> = {};
   private since = performance.now();
@@ -105,6 +104,8 @@ class Progress {
     private readonly runId: string,
     private readonly job: Job,
     private readonly abort: AbortController,
+    /** The phase the run was claimed in. */
+    public phase: GcPhase,
   ) {}
 
   start(everyMs: number) {
@@ -368,7 +369,9 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     const claimed = await this.ds.transaction(async (m) => {
       // Taken only from `queued` (the update locks the row); otherwise what it is says why not.
       const [, taken] = (await m.query(
-        `UPDATE gc_runs SET status = 'running', phase = 'fencing', attempts = attempts + 1,
+        // A dry run puts up no fence: it starts measuring.
+        `UPDATE gc_runs SET status = 'running', phase = CASE WHEN dry_run THEN 'measuring' ELSE 'fencing' END,
+           attempts = attempts + 1,
            started_at = now(), heartbeat_at = now(), updated_at = now() WHERE id = $1 AND status = 'queued'`,
         [runId],
       )) as [unknown, number];
@@ -397,7 +400,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
     }
     const abort = new AbortController();
     this.aborts.add(abort);
-    const progress = new Progress(this.ds, runId, job, abort);
+    const progress = new Progress(this.ds, runId, job, abort, claimed.phase);
     progress.start(this.config.gc.heartbeatMs);
     try {
       await this.run(claimed, progress, abort.signal);
