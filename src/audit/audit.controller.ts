@@ -1,7 +1,8 @@
 import { Controller, Get, Query, StreamableFile } from '@nestjs/common';
-import { ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import { ApiExtraModels, ApiOkResponse, ApiOperation, ApiTags, getSchemaPath } from '@nestjs/swagger';
 import { DENY_ALL } from '../auth/access.js';
 import { RequirePermission } from '../auth/auth.decorators.js';
+import { ApiErrors } from '../common/api-errors.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { EXPORT_CONTENT_TYPES, exportStream } from './audit-export.js';
 import { auditPageSql, type AuditQuery } from './audit-query.js';
@@ -20,8 +21,16 @@ export class AuditController {
     description:
       '`repository` takes a name or a glob, `action` an action or a prefix (`deletion.*`). Only events the caller may read are listed. With `format=csv` or `format=ndjson` every matching event is streamed as a download (`Content-Disposition: attachment`), read from Postgres a page at a time; events appended after the download started are not in it.',
   })
-  @ApiProduces('application/json', EXPORT_CONTENT_TYPES.csv, EXPORT_CONTENT_TYPES.ndjson)
-  @ApiOkResponse({ type: AuditEventPage })
+  @ApiExtraModels(AuditEventPage)
+  @ApiOkResponse({
+    description: 'A page of events; with `format`, every matching event as a download',
+    content: {
+      'application/json': { schema: { $ref: getSchemaPath(AuditEventPage) } },
+      [EXPORT_CONTENT_TYPES.csv]: { schema: { type: 'string' } },
+      [EXPORT_CONTENT_TYPES.ndjson]: { schema: { type: 'string' } },
+    },
+  })
+  @ApiErrors({ 400: ['VALIDATION_FAILED'] })
   list(@Query() q: AuditEventQueryDto, @Ctx() ctx: RequestContext): Promise<AuditEventPage> | StreamableFile {
     const access = ctx.access ?? DENY_ALL;
     if (q.format !== 'csv' && q.format !== 'ndjson') return this.audit.list(q, access);

@@ -1,11 +1,6 @@
 import { applyDecorators, SetMetadata } from '@nestjs/common';
-import {
-  ApiBearerAuth,
-  ApiExtension,
-  ApiForbiddenResponse,
-  ApiTooManyRequestsResponse,
-  ApiUnauthorizedResponse,
-} from '@nestjs/swagger';
+import { ApiBearerAuth, ApiExtension } from '@nestjs/swagger';
+import { ApiErrors } from '../common/api-errors.js';
 import type { Permission } from './permissions.js';
 
 export const AUTH_DECLARATION = 'registry-gateway:auth';
@@ -49,9 +44,12 @@ export type AuthDeclaration =
 
 const apiAuthResponses = (forbidden?: string) => [
   ApiBearerAuth(),
-  ApiUnauthorizedResponse({ description: 'UNAUTHENTICATED: no bearer token, or one that is not valid' }),
-  ...(forbidden ? [ApiForbiddenResponse({ description: forbidden })] : []),
-  ApiTooManyRequestsResponse({ description: 'RATE_LIMITED: the principal’s request budget is spent' }),
+  ApiErrors({
+    401: ['UNAUTHENTICATED'],
+    ...(forbidden ? { 403: [{ code: 'FORBIDDEN', when: forbidden }] } : {}),
+    429: ['RATE_LIMITED'],
+    503: ['IDENTITY_PROVIDER_UNAVAILABLE'],
+  }),
 ];
 
 /**
@@ -65,7 +63,9 @@ export function RequirePermission(permission: Permission | Permission[], scope: 
   return applyDecorators(
     SetMetadata(AUTH_DECLARATION, declaration),
     ApiExtension('x-permission', { permissions, scope }),
-    ...apiAuthResponses(`FORBIDDEN: needs ${permissions.join(' or ')}`),
+    ...apiAuthResponses(
+      `no role binding permits this here: it needs ${permissions.join(' or ')}; \`details.permission\` names what is missing`,
+    ),
   );
 }
 

@@ -6,6 +6,7 @@ import {
   ApiOperation,
   ApiTags,
 } from '@nestjs/swagger';
+import { ApiErrors } from '../common/api-errors.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { RequirePermission } from './auth.decorators.js';
 import {
@@ -20,6 +21,7 @@ import { RoleBindingsService } from './role-bindings.service.js';
 
 @ApiTags('access')
 @Controller('api/v1/role-bindings')
+@ApiErrors({ 400: ['VALIDATION_FAILED'] })
 @RequirePermission('access:manage')
 export class RoleBindingsController {
   constructor(private readonly bindings: RoleBindingsService) {}
@@ -31,6 +33,7 @@ export class RoleBindingsController {
       'Scope: every registry (no `registry`), one registry, or the repositories of one registry matching a glob (`repository: "team-a/**"`). Registries are named, so a binding may precede the registry.',
   })
   @ApiCreatedResponse({ type: RoleBindingView })
+  @ApiErrors({ 404: ['SERVICE_ACCOUNT_NOT_FOUND'], 409: ['ROLE_BINDING_EXISTS'] })
   create(@Body() dto: CreateRoleBindingDto, @Ctx() ctx: RequestContext): Promise<RoleBindingView> {
     return this.bindings.create(dto, ctx);
   }
@@ -44,6 +47,7 @@ export class RoleBindingsController {
 
   @Get(':id')
   @ApiOkResponse({ type: RoleBindingView })
+  @ApiErrors({ 404: ['ROLE_BINDING_NOT_FOUND'] })
   get(@Param() p: RoleBindingIdParam): Promise<RoleBindingView> {
     return this.bindings.get(p.id);
   }
@@ -51,6 +55,7 @@ export class RoleBindingsController {
   @Patch(':id')
   @ApiOperation({ summary: 'Change the role or the scope of a binding' })
   @ApiOkResponse({ type: RoleBindingView })
+  @ApiErrors({ 404: ['ROLE_BINDING_NOT_FOUND'], 409: ['ROLE_BINDING_EXISTS'] })
   update(
     @Param() p: RoleBindingIdParam,
     @Body() dto: UpdateRoleBindingDto,
@@ -62,6 +67,7 @@ export class RoleBindingsController {
   @Delete(':id')
   @HttpCode(204)
   @ApiNoContentResponse()
+  @ApiErrors({ 404: ['ROLE_BINDING_NOT_FOUND'] })
   async remove(@Param() p: RoleBindingIdParam, @Ctx() ctx: RequestContext): Promise<void> {
     await this.bindings.remove(p.id, ctx);
   }

@@ -6,6 +6,7 @@ import {
   ApiOperation,
   ApiTags,
 } from '@nestjs/swagger';
+import { ApiErrors } from '../common/api-errors.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { RequirePermission } from './auth.decorators.js';
 import {
@@ -22,6 +23,7 @@ import { ServiceAccountsService } from './service-accounts.service.js';
 
 @ApiTags('access')
 @Controller('api/v1/service-accounts')
+@ApiErrors({ 400: ['VALIDATION_FAILED'] })
 @RequirePermission('access:manage')
 export class ServiceAccountsController {
   constructor(private readonly accounts: ServiceAccountsService) {}
@@ -31,6 +33,7 @@ export class ServiceAccountsController {
     summary: 'Create a service account (a non-human principal); give it roles with role bindings',
   })
   @ApiCreatedResponse({ type: ServiceAccountView })
+  @ApiErrors({ 409: ['SERVICE_ACCOUNT_EXISTS'] })
   create(@Body() dto: CreateServiceAccountDto, @Ctx() ctx: RequestContext): Promise<ServiceAccountView> {
     return this.accounts.create(dto, ctx);
   }
@@ -44,6 +47,7 @@ export class ServiceAccountsController {
 
   @Get(':id')
   @ApiOkResponse({ type: ServiceAccountView })
+  @ApiErrors({ 404: ['SERVICE_ACCOUNT_NOT_FOUND'] })
   get(@Param() p: ServiceAccountIdParam): Promise<ServiceAccountView> {
     return this.accounts.get(p.id);
   }
@@ -52,6 +56,7 @@ export class ServiceAccountsController {
   @HttpCode(204)
   @ApiOperation({ summary: 'Delete a service account, its tokens and its role bindings' })
   @ApiNoContentResponse()
+  @ApiErrors({ 404: ['SERVICE_ACCOUNT_NOT_FOUND'] })
   async remove(@Param() p: ServiceAccountIdParam, @Ctx() ctx: RequestContext): Promise<void> {
     await this.accounts.remove(p.id, ctx);
   }
@@ -63,6 +68,7 @@ export class ServiceAccountsController {
       'The answer is the only place the token appears: the gateway keeps its sha256. Tokens start with `rgw_`; send them as `Authorization: Bearer <token>`. Optional expiry (`expiresAt` or `expiresInDays`); use is recorded as `lastUsedAt`, at most once a minute.',
   })
   @ApiCreatedResponse({ type: CreatedTokenView })
+  @ApiErrors({ 404: ['SERVICE_ACCOUNT_NOT_FOUND'] })
   createToken(
     @Param() p: ServiceAccountIdParam,
     @Body() dto: CreateTokenDto,
@@ -75,6 +81,7 @@ export class ServiceAccountsController {
   @HttpCode(204)
   @ApiOperation({ summary: 'Revoke a token; it stops working at once (revoking again changes nothing)' })
   @ApiNoContentResponse()
+  @ApiErrors({ 404: ['SERVICE_ACCOUNT_NOT_FOUND', 'TOKEN_NOT_FOUND'] })
   async revokeToken(@Param() p: TokenIdParam, @Ctx() ctx: RequestContext): Promise<void> {
     await this.accounts.revokeToken(p.id, p.tokenId, ctx);
   }

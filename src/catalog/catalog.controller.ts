@@ -1,18 +1,22 @@
 import { Controller, Get, Param, Query } from '@nestjs/common';
 import {
+  ApiExtraModels,
   ApiOkResponse,
   ApiOperation,
   ApiParam,
   ApiProperty,
   ApiPropertyOptional,
   ApiTags,
+  getSchemaPath,
 } from '@nestjs/swagger';
 import { IsOptional, IsString, MaxLength } from 'class-validator';
 import { RequirePermission } from '../auth/auth.decorators.js';
 import { parseRepositoryPath } from '../auth/scope.js';
+import { ApiErrors, UPSTREAM_ERRORS } from '../common/api-errors.js';
 import { DomainError } from '../common/domain-error.js';
 import { PageQuery } from '../common/page-query.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
+import { WildcardPath } from '../common/wildcard-path.js';
 import { ManifestView, RepositoryPage, TagView } from './catalog.dto.js';
 import { CatalogService } from './catalog.service.js';
 
@@ -32,7 +36,7 @@ class TagList {
 
 /**
  * Repository names keep their slashes, so everything after `/repositories/` is one wildcard and the
- * trailing keyword says what is addressed, as in the v2 API.
+ * trailing keyword says what is addressed, as in the v2 API. The OpenAPI document calls it `{path}`.
  */
 @ApiTags('catalog')
 @Controller('api/v1/registries/:registry/repositories')
@@ -46,6 +50,7 @@ export class CatalogController {
     description: 'A caller bound to repository globs sees the repositories they match.',
   })
   @ApiOkResponse({ type: RepositoryPage })
+  @ApiErrors({ 400: ['VALIDATION_FAILED'], 404: ['REGISTRY_NOT_FOUND'] }, UPSTREAM_ERRORS)
   repositories(
     @Param('registry') registry: string,
     @Query() query: RepositoryQueryDto,
@@ -66,14 +71,28 @@ export class CatalogController {
       '`<name>/tags` lists every tag with digest, media type, size, creation time and platforms. `<name>/manifests/<tag-or-digest>` returns the manifest, its layers or children, and every tag sharing its digest.',
   })
   @ApiParam({
-    name: '*',
-    description: '<name>/tags or <name>/manifests/<reference>',
+    name: 'path',
+    type: String,
+    description:
+      'What is addressed: `<repository>/tags` (a TagList), or `<repository>/manifests/<reference>` with a tag or a digest (a ManifestView). The repository name keeps its slashes, sent as they are (not percent-encoded): `team-a/api/tags`, `team-a/api/manifests/v1`.',
     example: 'team-a/api/tags',
   })
-  @ApiOkResponse({ description: 'TagList or ManifestView' })
+  @ApiExtraModels(TagList, ManifestView)
+  @ApiOkResponse({
+    description: 'A TagList for `<repository>/tags`, a ManifestView for `<repository>/manifests/<reference>`',
+    schema: { oneOf: [{ $ref: getSchemaPath(TagList) }, { $ref: getSchemaPath(ManifestView) }] },
+  })
+  @ApiErrors(
+    {
+      400: ['NAME_INVALID', 'TAG_INVALID', 'DIGEST_INVALID', 'PATH_TOO_LONG'],
+      404: ['REGISTRY_NOT_FOUND', 'NAME_UNKNOWN', 'MANIFEST_UNKNOWN', 'ROUTE_NOT_FOUND'],
+      422: ['MANIFEST_TYPE_UNSUPPORTED'],
+    },
+    UPSTREAM_ERRORS,
+  )
   async addressed(
     @Param('registry') registry: string,
-    @Param('*') rawPath: string | string[],
+    @WildcardPath() rawPath: string | string[],
   ): Promise<TagList | ManifestView> {
     const path = Array.isArray(rawPath) ? rawPath.join('/') : rawPath;
     if (path.length > 1024)

@@ -8,6 +8,7 @@ import {
 } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { RequirePermission } from '../auth/auth.decorators.js';
+import { ApiErrors, UPSTREAM_ERRORS } from '../common/api-errors.js';
 import { instant } from '../common/list-filter.js';
 import { SortOrder } from '../common/graphql-types.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
@@ -33,6 +34,7 @@ import { DeletionService } from './deletion.service.js';
 
 @ApiTags('deletions')
 @Controller('api/v1/deletions')
+@ApiErrors({ 400: ['VALIDATION_FAILED'] })
 export class DeletionController {
   constructor(
     private readonly deletions: DeletionService,
@@ -49,6 +51,16 @@ export class DeletionController {
   })
   @ApiAcceptedResponse({ type: DeletionRequestView, description: 'Queued' })
   @ApiCreatedResponse({ type: DeletionRequestView, description: 'Dry run: the stored plan' })
+  @ApiErrors(
+    {
+      400: ['NAME_INVALID', 'TAG_INVALID', 'DIGEST_INVALID'],
+      404: ['REGISTRY_NOT_FOUND'],
+      409: ['DELETE_DISABLED', 'REGISTRY_READ_ONLY'],
+      422: ['TOO_MANY_DELETIONS', 'NOTHING_TO_DELETE'],
+      423: ['REGISTRY_FENCED'],
+    },
+    UPSTREAM_ERRORS,
+  )
   async create(
     @Body() dto: CreateDeletionDto,
     @Ctx() ctx: RequestContext,
@@ -93,6 +105,7 @@ export class DeletionController {
   @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
   @ApiOperation({ summary: 'A deletion request with the status and result of every item' })
   @ApiOkResponse({ type: DeletionRequestView })
+  @ApiErrors({ 404: ['DELETION_NOT_FOUND'] })
   async get(@Param() p: DeletionIdParam, @Ctx() ctx: RequestContext): Promise<DeletionRequestView> {
     const view = await hidingMissing(ctx, 'deletions:read', () => this.deletions.get(p.id));
     assertMayRead(ctx, view);
@@ -107,6 +120,7 @@ export class DeletionController {
       'For large requests: GET /deletions/:id returns every item at once (about 400 bytes each); this pages them in request order.',
   })
   @ApiOkResponse({ type: DeletionItemPage })
+  @ApiErrors({ 404: ['DELETION_NOT_FOUND'] })
   async items(
     @Param() p: DeletionIdParam,
     @Query() q: DeletionItemQueryDto,
@@ -133,6 +147,15 @@ export class DeletionController {
       'Re-resolves every planned item first and refuses with PLAN_STALE when a tag now points at another digest or a digest gained tags the plan did not show, and with NOTHING_TO_DELETE (422) when every item of the plan was skipped; a refused plan stays planned.',
   })
   @ApiAcceptedResponse({ type: DeletionRequestView })
+  @ApiErrors(
+    {
+      404: ['DELETION_NOT_FOUND', 'REGISTRY_NOT_FOUND'],
+      409: ['DELETION_NOT_PLANNED', 'PLAN_STALE', 'DELETE_DISABLED', 'REGISTRY_READ_ONLY'],
+      422: ['NOTHING_TO_DELETE', 'TOO_MANY_DELETIONS'],
+      423: ['REGISTRY_FENCED'],
+    },
+    UPSTREAM_ERRORS,
+  )
   @RequirePermission('deletions:create', { checkedInHandler: true })
   async execute(@Param() p: DeletionIdParam, @Ctx() ctx: RequestContext): Promise<DeletionRequestView> {
     // The items of a request never change, so checking them before executing is not a race.
@@ -144,6 +167,7 @@ export class DeletionController {
   @HttpCode(200)
   @ApiOperation({ summary: 'Cancel a plan, or the items of a request that have not started' })
   @ApiOkResponse({ type: DeletionRequestView })
+  @ApiErrors({ 404: ['DELETION_NOT_FOUND'], 409: ['DELETION_FINISHED'] })
   @RequirePermission('deletions:create', { checkedInHandler: true })
   async cancel(@Param() p: DeletionIdParam, @Ctx() ctx: RequestContext): Promise<DeletionRequestView> {
     assertMayChange(ctx, await hidingMissing(ctx, 'deletions:create', () => this.deletions.get(p.id)));

@@ -142,6 +142,7 @@ export class DeletionQueryDto extends PageQuery(500, 50) {
 }
 
 export class DeletionIdParam {
+  @ApiProperty({ format: 'uuid', description: 'The deletion request' })
   @IsUuidId('a deletion request id')
   id: string;
 }

@@ -1,10 +1,12 @@
 import { Controller, Delete, Param, Query, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
+import { ApiAcceptedResponse, ApiCreatedResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { RequirePermission } from '../auth/auth.decorators.js';
 import { parseRepositoryPath } from '../auth/scope.js';
+import { ApiErrors, UPSTREAM_ERRORS } from '../common/api-errors.js';
 import { DomainError } from '../common/domain-error.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
+import { WildcardPath } from '../common/wildcard-path.js';
 import { DeleteImageQueryDto, DeletionRequestView } from './deletion.dto.js';
 import { DeletionService } from './deletion.service.js';
 
@@ -22,14 +24,26 @@ export class ImageDeleteController {
       '`<name>/manifests/<tag-or-digest>` deletes the image: the tag is resolved to its digest, and every tag pointing at that digest goes with it (they are listed in the answer). `<name>/tags/<tag>` removes only that tag and keeps the image for its other tags. Answers 202 with the queued deletion request, or 201 with the stored plan for `?dryRun=true`.',
   })
   @ApiParam({
-    name: '*',
-    description: '<name>/manifests/<reference> or <name>/tags/<tag>',
+    name: 'path',
+    type: String,
+    description:
+      'What is deleted: `<repository>/manifests/<reference>`, the image with a tag or a digest (and every tag pointing at it), or `<repository>/tags/<tag>`, only that tag. The repository name keeps its slashes, sent as they are (not percent-encoded): `team-a/api/manifests/sha256:…`, `team-a/api/tags/v1`.',
     example: 'team-a/api/tags/v1',
   })
-  @ApiAcceptedResponse({ type: DeletionRequestView })
+  @ApiAcceptedResponse({ type: DeletionRequestView, description: 'Queued' })
+  @ApiCreatedResponse({ type: DeletionRequestView, description: 'With `dryRun=true`: the stored plan' })
+  @ApiErrors(
+    {
+      400: ['VALIDATION_FAILED', 'NAME_INVALID', 'TAG_INVALID', 'DIGEST_INVALID', 'PATH_TOO_LONG'],
+      404: ['REGISTRY_NOT_FOUND', 'MANIFEST_UNKNOWN', 'ROUTE_NOT_FOUND'],
+      409: ['DELETE_DISABLED', 'REGISTRY_READ_ONLY', 'MANIFEST_IN_USE'],
+      423: ['REGISTRY_FENCED'],
+    },
+    UPSTREAM_ERRORS,
+  )
   async remove(
     @Param('registry') registry: string,
-    @Param('*') rawPath: string | string[],
+    @WildcardPath() rawPath: string | string[],
     @Query() q: DeleteImageQueryDto,
     @Ctx() ctx: RequestContext,
     @Res({ passthrough: true }) reply: FastifyReply,

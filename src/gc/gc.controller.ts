@@ -1,7 +1,14 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, Put, Query, Res } from '@nestjs/common';
-import { ApiAcceptedResponse, ApiOkResponse, ApiOperation, ApiProduces, ApiTags } from '@nestjs/swagger';
+import {
+  ApiAcceptedResponse,
+  ApiNoContentResponse,
+  ApiOkResponse,
+  ApiOperation,
+  ApiTags,
+} from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { RequirePermission } from '../auth/auth.decorators.js';
+import { ApiErrors } from '../common/api-errors.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { GcSettingsDto, GcSettingsView } from './gc-settings.dto.js';
 import { GcSettingsService } from './gc-settings.service.js';
@@ -31,6 +38,11 @@ export class GcController {
   })
   @ApiAcceptedResponse({ type: GcRunView, description: 'A new run was queued' })
   @ApiOkResponse({ type: GcRunView, description: 'The registry’s run that is already queued or running' })
+  @ApiErrors({
+    400: ['VALIDATION_FAILED'],
+    404: ['REGISTRY_NOT_FOUND'],
+    409: ['GC_NOT_CONFIGURED', 'GC_UNFENCED_NOT_CONFIRMED', 'GC_CONFLICT'],
+  })
   async run(
     @Param('registry') registry: string,
     @Body() dto: GcRequestDto,
@@ -46,6 +58,7 @@ export class GcController {
   @RequirePermission('gc:read', { registryQuery: 'registry' })
   @ApiOperation({ summary: 'GC runs, newest first (history; filter by registry and status)' })
   @ApiOkResponse({ type: GcRunPage })
+  @ApiErrors({ 400: ['VALIDATION_FAILED'] })
   list(@Query() q: GcRunQueryDto): Promise<GcRunPage> {
     return this.gc.list(q);
   }
@@ -58,6 +71,7 @@ export class GcController {
       'With `wait=N` the answer comes as soon as the run finishes, or after N seconds (at most 60) with the run as it is then: a script waits for a run with one request at a time instead of polling.',
   })
   @ApiOkResponse({ type: GcRunView })
+  @ApiErrors({ 400: ['VALIDATION_FAILED'], 404: ['GC_RUN_NOT_FOUND'] })
   async get(
     @Param() p: GcRunIdParam,
     @Query() q: GcRunWaitQuery,
@@ -103,8 +117,8 @@ export class GcController {
     description:
       'What the collector printed, stdout and stderr as they came: while it runs the last 64 KiB, once it ended all of it, GC_OUTPUT_CAP_BYTES at most (head and tail kept, the cut marked; `X-Output-Truncated: true`). Empty before the collector printed anything. 410 GC_OUTPUT_REMOVED once dropped, GC_OUTPUT_RETENTION_DAYS after the run ended.',
   })
-  @ApiProduces('text/plain')
-  @ApiOkResponse({ schema: { type: 'string' }, description: 'The output' })
+  @ApiOkResponse({ content: { 'text/plain': { schema: { type: 'string' } } }, description: 'The output' })
+  @ApiErrors({ 400: ['VALIDATION_FAILED'], 404: ['GC_RUN_NOT_FOUND'], 410: ['GC_OUTPUT_REMOVED'] })
   async output(
     @Param() p: GcRunIdParam,
     @Ctx() ctx: RequestContext,
@@ -126,6 +140,7 @@ export class GcController {
       'A queued run ends at once. A running one is stopped at its worker’s next heartbeat: the collector is killed, the registry restored (started, out of read-only mode, cache emptied) and the fence dropped; the run ends `cancelled`. 409 GC_RUN_FINISHED when it already ended.',
   })
   @ApiAcceptedResponse({ type: GcRunView })
+  @ApiErrors({ 400: ['VALIDATION_FAILED'], 404: ['GC_RUN_NOT_FOUND'], 409: ['GC_RUN_FINISHED'] })
   cancel(@Param() p: GcRunIdParam, @Ctx() ctx: RequestContext): Promise<GcRunView> {
     return this.gc.cancel(p.id, ctx);
   }
@@ -134,6 +149,7 @@ export class GcController {
   @RequirePermission('registries:read', { registryParam: 'registry', anyRepository: true })
   @ApiOperation({ summary: 'How GC runs for this registry (secrets are never returned)' })
   @ApiOkResponse({ type: GcSettingsView })
+  @ApiErrors({ 404: ['REGISTRY_NOT_FOUND', 'GC_NOT_CONFIGURED'] })
   getSettings(@Param('registry') registry: string): Promise<GcSettingsView> {
     return this.settings.get(registry);
   }
@@ -146,6 +162,11 @@ export class GcController {
       'Refused (FENCE_UNSUPPORTED) when the executor cannot do what the fence or the cache needs (restart, read-only mode, stop).',
   })
   @ApiOkResponse({ type: GcSettingsView })
+  @ApiErrors({
+    400: ['VALIDATION_FAILED', 'FENCE_UNSUPPORTED'],
+    404: ['REGISTRY_NOT_FOUND'],
+    409: ['GC_SETTINGS_MANAGED_BY_FILE'],
+  })
   putSettings(
     @Param('registry') registry: string,
     @Body() dto: GcSettingsDto,
@@ -158,6 +179,8 @@ export class GcController {
   @HttpCode(204)
   @RequirePermission('registries:write', { registryParam: 'registry' })
   @ApiOperation({ summary: 'Remove the GC configuration (and its schedule) of this registry' })
+  @ApiNoContentResponse()
+  @ApiErrors({ 404: ['REGISTRY_NOT_FOUND', 'GC_NOT_CONFIGURED'], 409: ['GC_SETTINGS_MANAGED_BY_FILE'] })
   async deleteSettings(@Param('registry') registry: string, @Ctx() ctx: RequestContext): Promise<void> {
     await this.settings.remove(registry, ctx);
   }

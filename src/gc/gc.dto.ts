@@ -320,6 +320,7 @@ export class GcRunQueryDto {
 }
 
 export class GcRunIdParam {
+  @ApiProperty({ format: 'uuid', description: 'The GC run' })
   @IsUuidId('a GC run id')
   id: string;
 }

@@ -7,6 +7,7 @@ import {
   ApiTags,
 } from '@nestjs/swagger';
 import { RequirePermission } from '../auth/auth.decorators.js';
+import { ApiErrors } from '../common/api-errors.js';
 import { Ctx, RequestContext } from '../common/request-context.js';
 import { CreateRegistryDto, RegistryProbeView, RegistryView, UpdateRegistryDto } from './registry.dto.js';
 import { RegistriesService } from './registries.service.js';
@@ -31,6 +32,7 @@ export class RegistriesController {
   @RequirePermission('registries:write')
   @ApiOperation({ summary: 'Register a registry; it is probed at once and the result returned' })
   @ApiCreatedResponse({ type: RegistryView })
+  @ApiErrors({ 400: ['VALIDATION_FAILED'], 409: ['REGISTRY_EXISTS'] })
   async create(@Body() dto: CreateRegistryDto, @Ctx() ctx: RequestContext): Promise<RegistryView> {
     return this.registries.toView(await this.registries.create(dto, ctx));
   }
@@ -38,6 +40,7 @@ export class RegistriesController {
   @Get(':name')
   @RequirePermission('registries:read', { registryParam: 'name', anyRepository: true })
   @ApiOkResponse({ type: RegistryView })
+  @ApiErrors({ 404: ['REGISTRY_NOT_FOUND'] })
   async get(@Param('name') name: string): Promise<RegistryView> {
     return this.registries.toView(await this.registries.get(name));
   }
@@ -46,6 +49,7 @@ export class RegistriesController {
   @RequirePermission('registries:write', { registryParam: 'name' })
   @ApiOperation({ summary: 'Change a registry (re-probed when its connection changes)' })
   @ApiOkResponse({ type: RegistryView })
+  @ApiErrors({ 400: ['VALIDATION_FAILED'], 404: ['REGISTRY_NOT_FOUND'], 409: ['REGISTRY_MANAGED_BY_FILE'] })
   async update(
     @Param('name') name: string,
     @Body() dto: UpdateRegistryDto,
@@ -59,6 +63,7 @@ export class RegistriesController {
   @HttpCode(204)
   @ApiOperation({ summary: 'Unregister a registry (nothing on the registry itself changes)' })
   @ApiNoContentResponse()
+  @ApiErrors({ 404: ['REGISTRY_NOT_FOUND'], 409: ['REGISTRY_MANAGED_BY_FILE'] })
   async remove(@Param('name') name: string, @Ctx() ctx: RequestContext): Promise<void> {
     await this.registries.remove(name, ctx);
   }
@@ -71,6 +76,7 @@ export class RegistriesController {
       'Reachability, API version, whether the credentials work, whether deletes are enabled, disabled, read-only or impossible (pull-through cache), and the major distribution version. The probe deletes an absent digest and an absent tag, which changes nothing.',
   })
   @ApiOkResponse({ type: RegistryProbeView })
+  @ApiErrors({ 404: ['REGISTRY_NOT_FOUND'] })
   async health(@Param('name') name: string): Promise<RegistryProbeView> {
     const probed = await this.registries.probe(await this.registries.get(name));
     return probed.probe!;

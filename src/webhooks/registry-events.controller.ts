@@ -1,15 +1,7 @@
 import { Body, Controller, Headers, HttpCode, Param, Post } from '@nestjs/common';
-import {
-  ApiBadRequestResponse,
-  ApiBearerAuth,
-  ApiBody,
-  ApiConsumes,
-  ApiOkResponse,
-  ApiOperation,
-  ApiTags,
-  ApiUnauthorizedResponse,
-} from '@nestjs/swagger';
+import { ApiBearerAuth, ApiBody, ApiConsumes, ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { Public } from '../auth/auth.decorators.js';
+import { ApiErrors } from '../common/api-errors.js';
 import { RegistryEventsEnvelopeDoc, RegistryEventsReceiptView } from './registry-events.dto.js';
 import { REGISTRY_EVENTS_MEDIA_TYPE, RegistryEventsService } from './registry-events.service.js';
 
@@ -31,10 +23,15 @@ export class RegistryEventsController {
   @ApiConsumes(REGISTRY_EVENTS_MEDIA_TYPE, 'application/json')
   @ApiBody({ type: RegistryEventsEnvelopeDoc })
   @ApiOkResponse({ type: RegistryEventsReceiptView })
-  @ApiBadRequestResponse({ description: 'VALIDATION_FAILED: not a notification envelope' })
-  @ApiUnauthorizedResponse({
-    description:
-      'UNAUTHENTICATED: unknown registry, no events token set, or a wrong token (one answer for all)',
+  @ApiErrors({
+    400: [{ code: 'VALIDATION_FAILED', when: 'not a notification envelope' }],
+    401: [
+      {
+        code: 'UNAUTHENTICATED',
+        when: 'unknown registry, no events token set, or a wrong token (one answer for all)',
+      },
+    ],
+    413: ['PAYLOAD_TOO_LARGE'],
   })
   async receive(
     @Param('name') name: string,

@@ -210,11 +210,13 @@ export class WebhookDeliveriesArgs extends DeliveryQueryDto {
 }
 
 export class WebhookIdParam {
+  @ApiProperty({ format: 'uuid', description: 'The webhook subscription' })
   @IsUuidId('a webhook subscription id')
   id: string;
 }
 
 export class DeliveryIdParam extends WebhookIdParam {
+  @ApiProperty({ format: 'uuid', description: 'The delivery' })
   @IsUuidId('a delivery id')
   deliveryId: string;
 }
