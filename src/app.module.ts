@@ -20,6 +20,7 @@ import { graphiqlPage } from './common/graphiql.js';
 import { graphqlLimitsPlugin } from './common/graphql-limits.js';
 import { graphqlRequestIdPlugin } from './common/graphql-request-id.js';
 import { graphqlContext, GraphqlWsTransport } from './common/graphql-transport.js';
+import { describeRootTypes } from './common/graphql-types.js';
 import { HttpMetrics } from './common/http-metrics.js';
 import { pinoOptions } from './common/logging.module.js';
 import { MetricsController } from './common/metrics.controller.js';
@@ -58,7 +59,7 @@ export class AppModule {
           // One context shape, { req }, over HTTP and WebSocket (graphql-transport.ts).
           context: graphqlContext,
           subscriptions: { 'graphql-ws': ws.options() },
-          transformSchema: ws.captureSchema,
+          transformSchema: (schema) => ws.captureSchema(describeRootTypes(schema)),
           // The auth guard must also run on field resolvers (a field can reach a registry).
           fieldResolverEnhancers: ['guards'],
         }),

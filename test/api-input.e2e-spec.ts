@@ -344,13 +344,13 @@ describe('input the gateway refuses itself', () => {
       for (const field of ['registry', 'repository', 'actor', 'status', 'from', 'to'])
         expect(await items(deletions, { f: { [field]: null } }), field).toEqual(allDeletions);
 
-      const runs = `query($r: String, $s: String, $c: String, $l: Int) {
+      const runs = `query($r: String, $s: GcRunStatus, $c: String, $l: Int) {
         gcRuns(registry: $r, status: $s, cursor: $c, limit: $l) { items { id } } }`;
       const allRuns = await items(runs, {});
       expect(allRuns).toHaveLength(1);
       expect(await items(runs, { r: null, s: null, c: null, l: null })).toEqual(allRuns);
 
-      const deliveries = `query($id: ID!, $s: String, $t: String, $c: String) {
+      const deliveries = `query($id: ID!, $s: WebhookDeliveryStatus, $t: String, $c: String) {
         webhookDeliveries(webhookId: $id, status: $s, eventType: $t, cursor: $c) { items { id eventType } } }`;
       const allDeliveries = await items(deliveries, { id: webhookId });
       expect(allDeliveries).toHaveLength(1);

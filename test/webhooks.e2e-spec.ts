@@ -672,7 +672,7 @@ describe('webhooks: subscriptions, signed deliveries, retries, ordering', () => 
       async () => receiver.verified('/gql', secret).length === 1,
     );
     const page = await gql<{ webhookDeliveries: { items: { id: string }[] } }>(
-      `query($id: ID!) { webhookDeliveries(webhookId: $id, status: "succeeded") { items { id eventType status attemptCount } nextCursor } }`,
+      `query($id: ID!) { webhookDeliveries(webhookId: $id, status: succeeded) { items { id eventType status attemptCount } nextCursor } }`,
       { id },
     );
     expect(page.errors).toBeUndefined();

@@ -27,6 +27,12 @@ registerEnumType(AuditOutcome, {
   name: 'AuditOutcome',
   description:
     'success, failure, pending (accepted, not done yet) or info (nothing changed: a plan, a cancel).',
+  valuesMap: {
+    success: { description: 'The step did what was asked.' },
+    failure: { description: 'The step failed.' },
+    pending: { description: 'Accepted, not done yet (e.g. a deletion queued for the workers).' },
+    info: { description: 'Nothing changed: a plan, a cancel, a notice.' },
+  },
 });
 
 export enum ActorType {
@@ -39,11 +45,17 @@ registerEnumType(ActorType, {
   name: 'ActorType',
   description:
     'user (OIDC), service (a service account or the bootstrap admin), system (the gateway itself), anonymous.',
+  valuesMap: {
+    user: { description: 'A person, authenticated by an OIDC token.' },
+    service: { description: 'A service account (API token) or the bootstrap admin token.' },
+    system: { description: 'The gateway itself: workers, schedules, the registries file.' },
+    anonymous: { description: 'No known caller, e.g. a registry notification naming no user.' },
+  },
 });
 
 @ObjectType('AuditActor', { description: 'Who acted, as recorded at the time.' })
 export class AuditActorObject {
-  @Field(() => ActorType) type: string;
+  @Field(() => ActorType, { description: 'What kind of actor.' }) type: string;
   @Field(() => String, { nullable: true, description: 'Stable id: OIDC sub, service account id, …' })
   id: string | null;
   @Field(() => String, { nullable: true, description: 'Display name at the time of the action.' })
@@ -54,7 +66,7 @@ export class AuditActorObject {
 export class AuditSubjectObject {
   @Field({ description: 'deletion_request, gc_run, registry, service_account, role_binding, …' })
   type: string;
-  @Field() id: string;
+  @Field({ description: 'Its id (a uuid for deletion requests and GC runs).' }) id: string;
 }
 
 @ObjectType('AuditEvent', {
@@ -64,31 +76,50 @@ export class AuditSubjectObject {
 export class AuditEventObject {
   @Field(() => Float, { description: 'Position in the hash chain, from 1, without gaps; time order.' })
   seq: number;
-  @Field(() => ID) id: string;
-  @Field(() => GraphQLISODateTime) occurredAt: Date;
+  @Field(() => ID, { description: 'The event’s uuid.' }) id: string;
+  @Field(() => GraphQLISODateTime, { description: 'When it was recorded.' }) occurredAt: Date;
   @Field({ description: '`<feature>.<verb>`: deletion.requested, deletion.item.succeeded, gc.succeeded, …' })
   action: string;
-  @Field(() => AuditActorObject) actor: AuditActorObject;
-  @Field(() => String, { nullable: true }) sourceIp: string | null;
+  @Field(() => AuditActorObject, { description: 'Who acted.' }) actor: AuditActorObject;
+  @Field(() => String, {
+    nullable: true,
+    description: 'Client address of the API request; null for the gateway’s own steps.',
+  })
+  sourceIp: string | null;
   @Field(() => String, { nullable: true, description: 'The API request that caused it (x-request-id).' })
   requestId: string | null;
-  @Field(() => String, { nullable: true }) registry: string | null;
-  @Field(() => String, { nullable: true }) repository: string | null;
+  @Field(() => String, {
+    nullable: true,
+    description: 'Registry name (kept after it is unregistered); null when none is concerned.',
+  })
+  registry: string | null;
+  @Field(() => String, { nullable: true, description: 'Repository concerned; null when none is.' })
+  repository: string | null;
   @Field(() => [String], { description: 'Tags the step removed or concerned.' }) tags: string[];
-  @Field(() => String, { nullable: true }) digest: string | null;
-  @Field(() => AuditOutcome) outcome: string;
+  @Field(() => String, { nullable: true, description: 'Manifest digest concerned; null when none is.' })
+  digest: string | null;
+  @Field(() => AuditOutcome, { description: 'How the step ended.' }) outcome: string;
   @Field(() => Int, { nullable: true, description: 'What the registry answered, when the step called it.' })
   upstreamStatus: number | null;
-  @Field(() => AuditSubjectObject, { nullable: true }) subject: AuditSubjectObject | null;
-  @Field(() => GraphQLJSONObject, { nullable: true }) details: Record<string, unknown> | null;
+  @Field(() => AuditSubjectObject, {
+    nullable: true,
+    description: 'The record the event is about (see deletion and gcRun); null when none.',
+  })
+  subject: AuditSubjectObject | null;
+  @Field(() => GraphQLJSONObject, {
+    nullable: true,
+    description: 'Anything else the step kept, as JSON (never secrets); null when nothing.',
+  })
+  details: Record<string, unknown> | null;
   @Field(() => String, { nullable: true, description: 'Hash of the row before; null for seq 1.' })
   prevHash: string | null;
   @Field({ description: 'sha256 of this row’s content and prevHash.' }) hash: string;
 }
 
-@ObjectType('AuditEventPage')
+@ObjectType('AuditEventPage', { description: 'A page of audit events.' })
 export class AuditEventPageObject {
-  @Field(() => [AuditEventObject]) items: AuditEventObject[];
+  @Field(() => [AuditEventObject], { description: 'In the order asked for (sort).' })
+  items: AuditEventObject[];
   @Field(() => String, {
     nullable: true,
     description: 'Pass as `cursor` for the next page; null at the end.',
@@ -118,7 +149,7 @@ export class AuditEventFilterInput {
   @MaxLength(255)
   actor?: string;
 
-  @Field(() => ActorType, { nullable: true })
+  @Field(() => ActorType, { nullable: true, description: 'Only actors of this kind.' })
   @IsOptional()
   @IsEnum(ActorType)
   actorType?: ActorType;
@@ -129,7 +160,7 @@ export class AuditEventFilterInput {
   @MaxLength(100)
   action?: string;
 
-  @Field(() => AuditOutcome, { nullable: true })
+  @Field(() => AuditOutcome, { nullable: true, description: 'Only events with this outcome.' })
   @IsOptional()
   @IsEnum(AuditOutcome)
   outcome?: AuditOutcome;
@@ -140,7 +171,7 @@ export class AuditEventFilterInput {
   @MaxLength(100)
   subjectType?: string;
 
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'Only events about the record with this id.' })
   @IsOptional()
   @IsString()
   @MaxLength(255)

@@ -25,8 +25,14 @@ export class AuditResolver {
   @RequirePermission('audit:read', { checkedInHandler: true })
   async auditEvents(
     @Ctx() ctx: RequestContext,
-    @Args('filter', { type: () => AuditEventFilterInput, nullable: true }) filter?: AuditEventFilterInput,
-    @Args('sort', { type: () => SortOrder, defaultValue: SortOrder.desc }) sort?: SortOrder,
+    @Args('filter', {
+      type: () => AuditEventFilterInput,
+      nullable: true,
+      description: 'Which events; all of them when left out',
+    })
+    filter?: AuditEventFilterInput,
+    @Args('sort', { type: () => SortOrder, defaultValue: SortOrder.desc, description: 'By time (seq)' })
+    sort?: SortOrder,
     @Args('limit', {
       type: () => Int,
       defaultValue: 50,

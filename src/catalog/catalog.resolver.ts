@@ -15,7 +15,7 @@ export class CatalogResolver {
   })
   @RequirePermission('catalog:read', { registryParam: 'registry', anyRepository: true })
   repositories(
-    @Args('registry') registry: string,
+    @Args('registry', { description: 'Registry name' }) registry: string,
     @Ctx() ctx: RequestContext,
     @Args('limit', { type: () => Int, nullable: true, description: '1 to 1000, default 100' }) limit?: number,
     @Args('cursor', { nullable: true, description: 'nextCursor of the previous page' }) cursor?: string,
@@ -30,7 +30,10 @@ export class CatalogResolver {
       'Every tag of a repository with digest, size, creation time and platforms (needs catalog:read on the repository).',
   })
   @RequirePermission('catalog:read', { registryParam: 'registry', repositoryParam: 'repository' })
-  tags(@Args('registry') registry: string, @Args('repository') repository: string): Promise<TagView[]> {
+  tags(
+    @Args('registry', { description: 'Registry name' }) registry: string,
+    @Args('repository', { description: 'Repository name' }) repository: string,
+  ): Promise<TagView[]> {
     return this.catalog.listTags(registry, repository);
   }
 
@@ -40,8 +43,8 @@ export class CatalogResolver {
   })
   @RequirePermission('catalog:read', { registryParam: 'registry', repositoryParam: 'repository' })
   manifest(
-    @Args('registry') registry: string,
-    @Args('repository') repository: string,
+    @Args('registry', { description: 'Registry name' }) registry: string,
+    @Args('repository', { description: 'Repository name' }) repository: string,
     @Args('reference', { description: 'A tag or a digest' }) reference: string,
   ): Promise<ManifestView> {
     return this.catalog.getManifest(registry, repository, reference);

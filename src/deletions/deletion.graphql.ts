@@ -47,6 +47,15 @@ registerEnumType(DeletionStatusValue, {
   name: 'DeletionStatus',
   description:
     'planned (a dry run waiting for executeDeletion), queued, running, then succeeded, partially_failed, failed or cancelled.',
+  valuesMap: {
+    planned: { description: 'A dry run: stored, waiting for executeDeletion.' },
+    queued: { description: 'Waiting for a worker.' },
+    running: { description: 'Workers are deleting its items.' },
+    succeeded: { description: 'Final: no item failed (some may have been skipped).' },
+    partially_failed: { description: 'Final: some items failed, others succeeded.' },
+    failed: { description: 'Final: items failed and none succeeded.' },
+    cancelled: { description: 'Final: cancelled before every item ran.' },
+  },
 });
 
 export enum DeletionItemStatusValue {
@@ -62,6 +71,15 @@ registerEnumType(DeletionItemStatusValue, {
   name: 'DeletionItemStatus',
   description:
     'planned, pending (queued), running, succeeded, failed, skipped (nothing to do: not found, duplicate, in use) or cancelled.',
+  valuesMap: {
+    planned: { description: 'Part of a dry run: deleted when the plan is executed.' },
+    pending: { description: 'Waiting for a worker.' },
+    running: { description: 'Being deleted now.' },
+    succeeded: { description: 'Final: deleted (alreadyGone tells whether it was gone before).' },
+    failed: { description: 'Final: the delete failed for good (see error).' },
+    skipped: { description: 'Final: nothing to do: not found, a duplicate or in use (see error).' },
+    cancelled: { description: 'Final: cancelled before it ran.' },
+  },
 });
 
 export enum DeletionKindValue {
@@ -72,51 +90,61 @@ registerEnumType(DeletionKindValue, {
   name: 'DeletionKind',
   description:
     'manifest: delete the image, and so every tag pointing at its digest; tag: remove only this tag and keep the image for its other tags.',
+  valuesMap: {
+    manifest: { description: 'Delete the image by digest, and with it every tag pointing at that digest.' },
+    tag: { description: 'Remove only this tag; the image stays for its other tags.' },
+  },
 });
 
 @ObjectType('DeletionActor', { description: 'Who asked for the deletion.' })
 export class DeletionActorObject {
-  @Field() type: string;
-  @Field(() => String, { nullable: true }) id: string | null;
-  @Field(() => String, { nullable: true }) name: string | null;
+  @Field({ description: 'user, service, system or anonymous (as ActorType).' }) type: string;
+  @Field(() => String, { nullable: true, description: 'Stable id: OIDC sub, service account id, …' })
+  id: string | null;
+  @Field(() => String, { nullable: true, description: 'Display name at the time of the request.' })
+  name: string | null;
 }
 
 @ObjectType('DeletionCounts', { description: 'Items of the request by status.' })
 export class DeletionCountsObject {
-  @Field(() => Int) planned: number;
-  @Field(() => Int) pending: number;
-  @Field(() => Int) running: number;
-  @Field(() => Int) succeeded: number;
-  @Field(() => Int) failed: number;
-  @Field(() => Int) skipped: number;
-  @Field(() => Int) cancelled: number;
+  @Field(() => Int, { description: 'Items of a plan not executed yet.' }) planned: number;
+  @Field(() => Int, { description: 'Items waiting for a worker.' }) pending: number;
+  @Field(() => Int, { description: 'Items being deleted now.' }) running: number;
+  @Field(() => Int, { description: 'Items deleted.' }) succeeded: number;
+  @Field(() => Int, { description: 'Items whose delete failed for good.' }) failed: number;
+  @Field(() => Int, { description: 'Items with nothing to do.' }) skipped: number;
+  @Field(() => Int, { description: 'Items cancelled before they ran.' }) cancelled: number;
 }
 
-@ObjectType('DeletionItemError')
+@ObjectType('DeletionItemError', { description: 'Why an item failed or was skipped.' })
 export class DeletionItemErrorObject {
   @Field({
     description: 'Stable code: MANIFEST_UNKNOWN, MANIFEST_IN_USE, TAG_MOVED, TAG_ADDED, UPSTREAM_*, …',
   })
   code: string;
-  @Field() message: string;
+  @Field({ description: 'What happened, for people.' }) message: string;
 }
 
 @ObjectType('DeletionItem', { description: 'One image or tag of a deletion request, and what became of it.' })
 export class DeletionItemObject {
   @Field(() => Int, { description: 'Index of the item in the request.' }) position: number;
-  @Field() repository: string;
+  @Field({ description: 'Repository name.' }) repository: string;
   @Field({ description: 'The tag or digest as given.' }) reference: string;
-  @Field(() => DeletionKindValue) kind: string;
+  @Field(() => DeletionKindValue, { description: 'The image, or only the tag.' }) kind: string;
   @Field(() => String, { nullable: true, description: 'The digest the reference resolved to.' })
   digest: string | null;
-  @Field(() => String, { nullable: true }) mediaType: string | null;
+  @Field(() => String, {
+    nullable: true,
+    description: 'Media type of that manifest; null when not resolved.',
+  })
+  mediaType: string | null;
   @Field(() => [String], { description: 'Every tag this item removes.' }) tags: string[];
   @Field(() => Float, {
     description: 'Bytes of blobs no remaining tag of the repository references (freed by the next GC).',
   })
   estimatedBytes: number;
-  @Field(() => DeletionItemStatusValue) status: string;
-  @Field(() => Int) attempts: number;
+  @Field(() => DeletionItemStatusValue, { description: 'Where the item stands.' }) status: string;
+  @Field(() => Int, { description: 'Delete attempts workers made.' }) attempts: number;
   @Field(() => Boolean, { nullable: true, description: 'It was gone before this delete.' })
   alreadyGone: boolean | null;
   @Field(() => String, {
@@ -124,12 +152,24 @@ export class DeletionItemObject {
     description: 'manifest-delete, tag-delete (3.x) or throwaway-manifest (2.x tag delete).',
   })
   method: string | null;
-  @Field(() => Int, { nullable: true }) upstreamStatus: number | null;
-  @Field(() => DeletionItemErrorObject, { nullable: true }) error: DeletionItemErrorObject | null;
-  @Field(() => GraphQLISODateTime, { nullable: true }) finishedAt: Date | null;
+  @Field(() => Int, {
+    nullable: true,
+    description: 'HTTP status the registry answered the delete; null before.',
+  })
+  upstreamStatus: number | null;
+  @Field(() => DeletionItemErrorObject, {
+    nullable: true,
+    description: 'Why it failed or was skipped; null otherwise.',
+  })
+  error: DeletionItemErrorObject | null;
+  @Field(() => GraphQLISODateTime, {
+    nullable: true,
+    description: 'When it reached a final status; null until then.',
+  })
+  finishedAt: Date | null;
 }
 
-@ObjectType('DeletionItemPage')
+@ObjectType('DeletionItemPage', { description: 'A page of a deletion request’s items.' })
 export class DeletionItemPageObject {
   @Field(() => [DeletionItemObject], { description: 'In request order.' }) items: DeletionItemObject[];
   @Field(() => String, {
@@ -144,27 +184,38 @@ export class DeletionItemPageObject {
     'A deletion request: one image, one tag, or a bulk request; planned (dry run) or queued, executed by workers.',
 })
 export class DeletionObject {
-  @Field(() => ID) id: string;
-  @Field() registry: string;
-  @Field(() => DeletionStatusValue) status: string;
-  @Field() dryRun: boolean;
+  @Field(() => ID, { description: 'The request’s uuid.' }) id: string;
+  @Field({ description: 'Registry name.' }) registry: string;
+  @Field(() => DeletionStatusValue, { description: 'Where the request stands.' }) status: string;
+  @Field({ description: 'Created as a plan (dry run) rather than queued at once.' }) dryRun: boolean;
   @Field(() => String, { nullable: true, description: 'Why, as given by the caller.' }) reason: string | null;
-  @Field(() => Int, { nullable: true }) maxDeletions: number | null;
-  @Field(() => DeletionActorObject) actor: DeletionActorObject;
-  @Field(() => String, { nullable: true }) sourceIp: string | null;
-  @Field(() => String, { nullable: true }) requestId: string | null;
-  @Field(() => Int) itemCount: number;
+  @Field(() => Int, { nullable: true, description: 'The bound given by the caller; null when none.' })
+  maxDeletions: number | null;
+  @Field(() => DeletionActorObject, { description: 'Who asked for it.' }) actor: DeletionActorObject;
+  @Field(() => String, { nullable: true, description: 'Client address of the request that created it.' })
+  sourceIp: string | null;
+  @Field(() => String, { nullable: true, description: 'The API request that created it (x-request-id).' })
+  requestId: string | null;
+  @Field(() => Int, { description: 'Number of items.' }) itemCount: number;
   @Field(() => Float, { description: 'Sum of the items’ estimatedBytes.' }) estimatedBytes: number;
-  @Field(() => DeletionCountsObject) counts: DeletionCountsObject;
-  @Field(() => GraphQLISODateTime) createdAt: Date;
-  @Field(() => GraphQLISODateTime) updatedAt: Date;
-  @Field(() => GraphQLISODateTime, { nullable: true }) executedAt: Date | null;
-  @Field(() => GraphQLISODateTime, { nullable: true }) finishedAt: Date | null;
+  @Field(() => DeletionCountsObject, { description: 'Its items by status.' }) counts: DeletionCountsObject;
+  @Field(() => GraphQLISODateTime, { description: 'When it was created.' }) createdAt: Date;
+  @Field(() => GraphQLISODateTime, { description: 'When it last changed.' }) updatedAt: Date;
+  @Field(() => GraphQLISODateTime, {
+    nullable: true,
+    description: 'When it was queued for the workers (at creation, or by executeDeletion); null for a plan.',
+  })
+  executedAt: Date | null;
+  @Field(() => GraphQLISODateTime, {
+    nullable: true,
+    description: 'When it reached a final status; null until then.',
+  })
+  finishedAt: Date | null;
 }
 
-@ObjectType('DeletionPage')
+@ObjectType('DeletionPage', { description: 'A page of deletion requests.' })
 export class DeletionPageObject {
-  @Field(() => [DeletionObject]) items: DeletionObject[];
+  @Field(() => [DeletionObject], { description: 'In the order asked for (sort).' }) items: DeletionObject[];
   @Field(() => String, {
     nullable: true,
     description: 'Pass as `cursor` for the next page; null at the end.',
@@ -174,7 +225,7 @@ export class DeletionPageObject {
 
 @InputType('DeletionFilter', { description: 'Every field narrows the list; leave out what does not matter.' })
 export class DeletionFilterInput {
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'Registry name.' })
   @IsOptional()
   @IsString()
   @MaxLength(63)
@@ -212,13 +263,17 @@ export class DeletionFilterInput {
   to?: Date;
 }
 
-@InputType('DeletionItemInput')
+@InputType('DeletionItemInput', { description: 'One image or tag to delete.' })
 export class DeletionItemInputObject {
-  @Field() @IsString() @MaxLength(255) repository: string;
+  @Field({ description: 'Repository name.' }) @IsString() @MaxLength(255) repository: string;
 
   @Field({ description: 'A tag or a digest.' }) @IsString() @MaxLength(200) reference: string;
 
-  @Field(() => DeletionKindValue, { nullable: true, defaultValue: DeletionKindValue.manifest })
+  @Field(() => DeletionKindValue, {
+    nullable: true,
+    defaultValue: DeletionKindValue.manifest,
+    description: 'The image (the default) or only the tag.',
+  })
   @IsOptional()
   @IsEnum(DeletionKindValue)
   kind?: DeletionKindValue;
@@ -229,9 +284,9 @@ export class DeletionItemInputObject {
     'A bulk deletion, as POST /api/v1/deletions: planned and stored with dryRun, queued otherwise; refused whole when it is larger than maxDeletions or DELETE_MAX_ITEMS.',
 })
 export class CreateDeletionInput {
-  @Field() @IsString() @MaxLength(63) registry: string;
+  @Field({ description: 'Registry name.' }) @IsString() @MaxLength(63) registry: string;
 
-  @Field(() => [DeletionItemInputObject])
+  @Field(() => [DeletionItemInputObject], { description: 'What to delete, at least one item.' })
   @IsArray()
   @ArrayMinSize(1)
   @ArrayMaxSize(MAX_BODY_ITEMS)

@@ -64,7 +64,7 @@ export class DeletionResolver {
   })
   @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
   async deletion(
-    @UuidArg('id', 'a deletion request id') id: string,
+    @UuidArg('id', 'a deletion request id', { description: 'The request’s uuid' }) id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<DeletionObject> {
     return deletionObject((await this.readable(id, ctx)).view);
@@ -77,8 +77,14 @@ export class DeletionResolver {
   @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
   async deletions(
     @Ctx() ctx: RequestContext,
-    @Args('filter', { type: () => DeletionFilterInput, nullable: true }) filter?: DeletionFilterInput,
-    @Args('sort', { type: () => SortOrder, defaultValue: SortOrder.desc }) sort?: SortOrder,
+    @Args('filter', {
+      type: () => DeletionFilterInput,
+      nullable: true,
+      description: 'Which requests; all of them when left out',
+    })
+    filter?: DeletionFilterInput,
+    @Args('sort', { type: () => SortOrder, defaultValue: SortOrder.desc, description: 'By creation time' })
+    sort?: SortOrder,
     @Args('limit', { type: () => Int, defaultValue: 50, description: `1 to ${PAGE_MAX}` }) limit?: number,
     @Args('cursor', { type: () => String, nullable: true, description: 'nextCursor of the previous page' })
     cursor?: string,
@@ -100,7 +106,8 @@ export class DeletionResolver {
   }
 
   @ResolveField('items', () => DeletionItemPageObject, {
-    description: 'The items, in request order, a page at a time.',
+    description:
+      'The items, in request order, a page at a time (needs deletions:read or deletions:read-own, as for the request).',
   })
   // The request itself was checked when it was read.
   @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
@@ -108,7 +115,8 @@ export class DeletionResolver {
     @Parent() deletion: DeletionObject,
     @Context('req') req: GqlRequest,
     @Args('limit', { type: () => Int, defaultValue: 100, description: `1 to ${PAGE_MAX}` }) limit?: number,
-    @Args('cursor', { type: () => String, nullable: true }) cursor?: string,
+    @Args('cursor', { type: () => String, nullable: true, description: 'nextCursor of the previous page' })
+    cursor?: string,
     @Args('status', {
       type: () => DeletionItemStatusValue,
       nullable: true,
@@ -131,16 +139,22 @@ export class DeletionResolver {
 
   @Mutation(() => DeletionObject, {
     description:
-      'Delete an image by tag or digest: every tag pointing at its digest goes with it (listed in the items). Queued, or stored as a plan with dryRun (needs deletions:create on the repository).',
+      'Delete an image by tag or digest, and so every tag pointing at its digest (needs deletions:create on the repository); queued, or stored as a plan with dryRun.',
   })
   @RequirePermission('deletions:create', { registryParam: 'registry', repositoryParam: 'repository' })
   async deleteImage(
-    @Args('registry') registry: string,
-    @Args('repository') repository: string,
+    @Args('registry', { description: 'Registry name' }) registry: string,
+    @Args('repository', { description: 'Repository name' }) repository: string,
     @Args('reference', { description: 'A tag or a digest' }) reference: string,
     @Ctx() ctx: RequestContext,
-    @Args('dryRun', { defaultValue: false }) dryRun?: boolean,
-    @Args('reason', { type: () => String, nullable: true }) reason?: string,
+    @Args('dryRun', { defaultValue: false, description: 'Store the plan (status planned) without acting' })
+    dryRun?: boolean,
+    @Args('reason', {
+      type: () => String,
+      nullable: true,
+      description: 'Why: kept with the request and in the audit trail',
+    })
+    reason?: string,
   ): Promise<DeletionObject> {
     const view = await this.service.createOne(
       { registry, items: [{ repository, reference, kind: 'manifest' }], dryRun, reason: reason ?? undefined },
@@ -151,16 +165,22 @@ export class DeletionResolver {
 
   @Mutation(() => DeletionObject, {
     description:
-      'Remove only one tag; the image stays for its other tags (also on Distribution 2.8). Needs deletions:create on the repository.',
+      'Remove only one tag, keeping the image for its other tags, also on Distribution 2.8 (needs deletions:create on the repository).',
   })
   @RequirePermission('deletions:create', { registryParam: 'registry', repositoryParam: 'repository' })
   async deleteTag(
-    @Args('registry') registry: string,
-    @Args('repository') repository: string,
-    @Args('tag') tag: string,
+    @Args('registry', { description: 'Registry name' }) registry: string,
+    @Args('repository', { description: 'Repository name' }) repository: string,
+    @Args('tag', { description: 'The tag to remove' }) tag: string,
     @Ctx() ctx: RequestContext,
-    @Args('dryRun', { defaultValue: false }) dryRun?: boolean,
-    @Args('reason', { type: () => String, nullable: true }) reason?: string,
+    @Args('dryRun', { defaultValue: false, description: 'Store the plan (status planned) without acting' })
+    dryRun?: boolean,
+    @Args('reason', {
+      type: () => String,
+      nullable: true,
+      description: 'Why: kept with the request and in the audit trail',
+    })
+    reason?: string,
   ): Promise<DeletionObject> {
     const view = await this.service.createOne(
       { registry, items: [{ repository, reference: tag, kind: 'tag' }], dryRun, reason: reason ?? undefined },
@@ -171,12 +191,13 @@ export class DeletionResolver {
 
   @Mutation(() => DeletionObject, {
     description:
-      'Delete in bulk, or plan it (dryRun). Every item is checked against your bindings before anything is planned (needs deletions:create on each repository).',
+      'Delete in bulk, or plan it with dryRun (needs deletions:create on each repository); every item is checked before anything is planned.',
   })
   // Every item is checked against (registry, repository) by the service before anything is planned.
   @RequirePermission('deletions:create', { checkedInHandler: true })
   async createDeletion(
-    @Args('input') input: CreateDeletionInput,
+    @Args('input', { description: 'The registry, the items and how to run them' })
+    input: CreateDeletionInput,
     @Ctx() ctx: RequestContext,
   ): Promise<DeletionObject> {
     return deletionObject(await this.service.create(input, ctx));
@@ -184,11 +205,11 @@ export class DeletionResolver {
 
   @Mutation(() => DeletionObject, {
     description:
-      'Execute a planned dry run exactly as planned (PLAN_STALE when the registry changed meanwhile, NOTHING_TO_DELETE when every item of the plan was skipped). Needs deletions:create on every repository of the plan.',
+      'Execute a planned dry run exactly as planned (needs deletions:create on every repository of the plan); PLAN_STALE when the registry changed meanwhile, NOTHING_TO_DELETE when every item was skipped.',
   })
   @RequirePermission('deletions:create', { checkedInHandler: true })
   async executeDeletion(
-    @UuidArg('id', 'a deletion request id') id: string,
+    @UuidArg('id', 'a deletion request id', { description: 'The plan’s uuid' }) id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<DeletionObject> {
     assertMayChange(ctx, await hidingMissing(ctx, 'deletions:create', () => this.service.get(id)));
@@ -201,7 +222,7 @@ export class DeletionResolver {
   })
   @RequirePermission('deletions:create', { checkedInHandler: true })
   async cancelDeletion(
-    @UuidArg('id', 'a deletion request id') id: string,
+    @UuidArg('id', 'a deletion request id', { description: 'The request’s uuid' }) id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<DeletionObject> {
     assertMayChange(ctx, await hidingMissing(ctx, 'deletions:create', () => this.service.get(id)));
@@ -210,12 +231,12 @@ export class DeletionResolver {
 
   @Subscription(() => DeletionObject, {
     description:
-      'A deletion request as it progresses: its state now, then every change of status or counts as workers settle its items, ending with its final status. Same access as deletion(id).',
+      'A deletion request as it progresses, from its state now through every change of status or counts to its final status (needs deletions:read on every repository it touches, or deletions:read-own for your own).',
     resolve: (value: DeletionObject) => value,
   })
   @RequirePermission(['deletions:read', 'deletions:read-own'], { checkedInHandler: true })
   async deletionProgress(
-    @UuidArg('id', 'a deletion request id') id: string,
+    @UuidArg('id', 'a deletion request id', { description: 'The request’s uuid' }) id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<AsyncIterableIterator<DeletionObject>> {
     await this.readable(id, ctx);

@@ -27,12 +27,12 @@ export class GcProgressResolver {
 
   @Subscription(() => GcRunView, {
     description:
-      'A GC run as it progresses: its state now, then every phase change and heartbeat (with the output so far, when `output` is asked for), ending when it succeeds, fails or is cancelled. Needs gc:read on its whole registry.',
+      'A GC run as it progresses, from its state now through every phase change and heartbeat (with the output so far, when `output` is asked for) until it succeeds, fails or is cancelled (needs gc:read on its whole registry).',
     resolve: (value: GcRunView) => value,
   })
   @RequirePermission('gc:read', { checkedInHandler: true })
   async gcRunProgress(
-    @UuidArg('id', 'a GC run id') id: string,
+    @UuidArg('id', 'a GC run id', { description: 'The run’s uuid' }) id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<AsyncIterableIterator<GcRunView>> {
     await this.gc.getFor(id, ctx);

@@ -30,7 +30,9 @@ const WEEK_SECONDS = 7 * 24 * 3600;
   description:
     "The registry's blob descriptor cache (`storage.cache.blobdescriptor`), emptied after every collection.",
 })
-@ObjectType('GcCacheSettings')
+@ObjectType('GcCacheSettings', {
+  description: "The registry's blob descriptor cache, emptied after every collection.",
+})
 export class GcCacheDto {
   @ApiProperty({
     enum: ['inmemory', 'redis', 'none'],
@@ -45,14 +47,14 @@ export class GcCacheDto {
     description: 'redis: `host:port`, as `redis.addr` in the registry config',
     example: 'redis:6379',
   })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'redis: `host:port`, as `redis.addr` in the registry config.' })
   @IsOptional()
   @IsString()
   @Matches(/^[^\s:/]+:\d{1,5}$/, { message: 'addr must be host:port' })
   addr?: string;
 
   @ApiPropertyOptional({ description: 'redis: database number (`redis.db`)' })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, { nullable: true, description: 'redis: database number (`redis.db`).' })
   @IsOptional()
   @IsInt()
   @Min(0)
@@ -60,7 +62,7 @@ export class GcCacheDto {
   db?: number;
 
   @ApiPropertyOptional({ description: 'redis: connect with TLS' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'redis: connect with TLS.' })
   @IsOptional()
   @IsBoolean()
   tls?: boolean;
@@ -69,7 +71,7 @@ export class GcCacheDto {
 @InputType('GcSettingsInput', { description: "How the gateway runs a registry's garbage collector." })
 export class GcSettingsDto {
   @ApiProperty({ type: GcExecutorDto })
-  @Field(() => GcExecutorDto)
+  @Field(() => GcExecutorDto, { description: 'Where and how the collector runs.' })
   @IsDefined({ message: 'executor is required: where and how the collector runs' })
   @ValidateNested()
   @Type(() => GcExecutorDto)
@@ -79,7 +81,11 @@ export class GcSettingsDto {
     type: GcExecutorSecretsDto,
     description: 'Write-only; stored encrypted. Omit to keep the stored secrets, send {} to remove them.',
   })
-  @Field(() => GcExecutorSecretsDto, { nullable: true })
+  @Field(() => GcExecutorSecretsDto, {
+    nullable: true,
+    description:
+      'Write-only, stored encrypted; left out: kept if the executor type is unchanged; {} removes them.',
+  })
   @IsOptional()
   @ValidateNested()
   @Type(() => GcExecutorSecretsDto)
@@ -97,14 +103,20 @@ export class GcSettingsDto {
   fence?: GcFence;
 
   @ApiPropertyOptional({ type: GcCacheDto, default: { type: 'inmemory' } })
-  @Field(() => GcCacheDto, { nullable: true })
+  @Field(() => GcCacheDto, {
+    nullable: true,
+    description: 'The registry’s blob descriptor cache; default inmemory.',
+  })
   @IsOptional()
   @ValidateNested()
   @Type(() => GcCacheDto)
   cache?: GcCacheDto;
 
   @ApiPropertyOptional({ description: 'redis cache password; write-only, stored encrypted. Omit to keep.' })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description: 'redis cache password; write-only, stored encrypted; left out: kept.',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(512)
@@ -115,7 +127,11 @@ export class GcSettingsDto {
     description:
       'A blob written less than this many seconds ago is never collected: a run that would delete one waits until it is older (an upload whose manifest is still to come).',
   })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, {
+    nullable: true,
+    description:
+      'Seconds a new blob is safe from collection: a run that would delete one waits (default 3600).',
+  })
   @IsOptional()
   @IsInt()
   @Min(0)
@@ -126,7 +142,10 @@ export class GcSettingsDto {
     default: 3600,
     description: 'How long a run waits for the grace window before it fails with GRACE_WINDOW_BLOCKED.',
   })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, {
+    nullable: true,
+    description: 'Seconds a run waits for the grace window before GRACE_WINDOW_BLOCKED (default 3600).',
+  })
   @IsOptional()
   @IsInt()
   @Min(0)
@@ -149,7 +168,10 @@ export class GcSettingsDto {
     description: 'Cron pattern (5 or 6 fields) for scheduled runs; null for none.',
     example: '0 3 * * 0',
   })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, {
+    nullable: true,
+    description: 'Cron pattern (5 or 6 fields) for scheduled runs; null for none.',
+  })
   @IsOptional()
   @IsString()
   @MinLength(9)
@@ -161,14 +183,14 @@ export class GcSettingsDto {
     description: 'IANA time zone of the schedule; default UTC.',
     example: 'Europe/Berlin',
   })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, { nullable: true, description: 'IANA time zone of the schedule; default UTC.' })
   @IsOptional()
   @IsString()
   @MaxLength(64)
   scheduleTimezone?: string | null;
 
   @ApiPropertyOptional({ default: false, description: 'Scheduled runs also delete untagged manifests.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'Scheduled runs also delete untagged manifests.' })
   @IsOptional()
   @IsBoolean()
   scheduleDeleteUntagged?: boolean;
@@ -177,7 +199,10 @@ export class GcSettingsDto {
     default: false,
     description: 'Run GC automatically once deletions on this registry have settled (debounced).',
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description: 'Run GC automatically once deletions on this registry have settled.',
+  })
   @IsOptional()
   @IsBoolean()
   afterDeletions?: boolean;
@@ -186,7 +211,10 @@ export class GcSettingsDto {
     default: 300,
     description: 'Quiet time after the last settled deletion before that automatic run starts.',
   })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, {
+    nullable: true,
+    description: 'Seconds of quiet after the last settled deletion before that run starts (default 300).',
+  })
   @IsOptional()
   @IsInt()
   @Min(0)
@@ -196,25 +224,48 @@ export class GcSettingsDto {
 
 @ObjectType('GcSettings', { description: "How the gateway runs a registry's garbage collector." })
 export class GcSettingsView {
-  @ApiProperty() @Field() registry: string;
-  @ApiProperty({ type: GcExecutorDto }) @Field(() => GcExecutorDto) executor: GcExecutorDto;
+  @ApiProperty() @Field({ description: 'Registry name.' }) registry: string;
+  @ApiProperty({ type: GcExecutorDto })
+  @Field(() => GcExecutorDto, { description: 'Where and how the collector runs.' })
+  executor: GcExecutorDto;
   @ApiProperty({ type: GcExecutorSecretsStateView })
-  @Field(() => GcExecutorSecretsStateView)
+  @Field(() => GcExecutorSecretsStateView, { description: 'Which executor secrets are stored.' })
   secrets: GcExecutorSecretsStateView;
   @ApiProperty({ type: GcExecutorCapabilitiesView })
-  @Field(() => GcExecutorCapabilitiesView)
+  @Field(() => GcExecutorCapabilitiesView, { description: 'What the executor can do for fencing.' })
   capabilities: GcExecutorCapabilitiesView;
-  @ApiProperty({ enum: GC_FENCES }) @Field(() => String) fence: GcFence;
-  @ApiProperty({ type: GcCacheDto }) @Field(() => GcCacheDto) cache: GcCacheDto;
-  @ApiProperty() @Field() hasCachePassword: boolean;
-  @ApiProperty() @Field(() => Int) graceSeconds: number;
-  @ApiProperty() @Field(() => Int) maxGraceWaitSeconds: number;
-  @ApiProperty({ enum: GC_VERIFICATION_MODES }) @Field(() => String) verification: GcVerificationMode;
-  @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) schedule: string | null;
-  @ApiPropertyOptional({ nullable: true }) @Field(() => String, { nullable: true }) scheduleTimezone:
-    string | null;
-  @ApiProperty() @Field() scheduleDeleteUntagged: boolean;
-  @ApiProperty() @Field() afterDeletions: boolean;
-  @ApiProperty() @Field(() => Int) afterDeletionsDelaySeconds: number;
-  @ApiProperty({ enum: ['api', 'file'] }) @Field() source: string;
+  @ApiProperty({ enum: GC_FENCES })
+  @Field(() => String, { description: 'How writes are kept away: gateway, readonly, stop or none.' })
+  fence: GcFence;
+  @ApiProperty({ type: GcCacheDto })
+  @Field(() => GcCacheDto, { description: 'The registry’s blob descriptor cache.' })
+  cache: GcCacheDto;
+  @ApiProperty() @Field({ description: 'A redis cache password is stored.' }) hasCachePassword: boolean;
+  @ApiProperty()
+  @Field(() => Int, { description: 'Seconds a new blob is safe from collection.' })
+  graceSeconds: number;
+  @ApiProperty()
+  @Field(() => Int, { description: 'Seconds a run waits for the grace window before it fails.' })
+  maxGraceWaitSeconds: number;
+  @ApiProperty({ enum: GC_VERIFICATION_MODES })
+  @Field(() => String, { description: 'How the registry’s API is checked afterwards: sample or full.' })
+  verification: GcVerificationMode;
+  @ApiPropertyOptional({ nullable: true })
+  @Field(() => String, { nullable: true, description: 'Cron pattern of scheduled runs; null for none.' })
+  schedule: string | null;
+  @ApiPropertyOptional({ nullable: true })
+  @Field(() => String, { nullable: true, description: 'IANA time zone of the schedule; null: UTC.' })
+  scheduleTimezone: string | null;
+  @ApiProperty()
+  @Field({ description: 'Scheduled runs also delete untagged manifests.' })
+  scheduleDeleteUntagged: boolean;
+  @ApiProperty()
+  @Field({ description: 'GC runs automatically once deletions on the registry have settled.' })
+  afterDeletions: boolean;
+  @ApiProperty()
+  @Field(() => Int, { description: 'Seconds of quiet after the last settled deletion before that run.' })
+  afterDeletionsDelaySeconds: number;
+  @ApiProperty({ enum: ['api', 'file'] })
+  @Field({ description: 'api, or file when managed by the REGISTRIES_FILE (read-only through the API).' })
+  source: string;
 }

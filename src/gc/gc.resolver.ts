@@ -21,8 +21,9 @@ export class GcResolver {
   })
   @RequirePermission('gc:run', { registryParam: 'registry' })
   async runGc(
-    @Args('registry') registry: string,
-    @Args('input', { nullable: true }) input: GcRequestDto,
+    @Args('registry', { description: 'Registry name' }) registry: string,
+    @Args('input', { nullable: true, description: 'What to collect; every option false when left out' })
+    input: GcRequestDto,
     @Ctx() ctx: RequestContext,
   ): Promise<GcRunView> {
     return (await this.gc.request(registry, input ?? {}, ctx)).run;
@@ -33,13 +34,19 @@ export class GcResolver {
       'Cancel a queued or running GC run (needs gc:run on its whole registry); the registry is restored.',
   })
   @RequirePermission('gc:run', { checkedInHandler: true })
-  cancelGcRun(@UuidArg('id', 'a GC run id') id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
+  cancelGcRun(
+    @UuidArg('id', 'a GC run id', { description: 'The run’s uuid' }) id: string,
+    @Ctx() ctx: RequestContext,
+  ): Promise<GcRunView> {
     return this.gc.cancel(id, ctx);
   }
 
   @Query(() => GcRunView, { description: 'One GC run (needs gc:read on its whole registry).' })
   @RequirePermission('gc:read', { checkedInHandler: true })
-  gcRun(@UuidArg('id', 'a GC run id') id: string, @Ctx() ctx: RequestContext): Promise<GcRunView> {
+  gcRun(
+    @UuidArg('id', 'a GC run id', { description: 'The run’s uuid' }) id: string,
+    @Ctx() ctx: RequestContext,
+  ): Promise<GcRunView> {
     return this.gc.getFor(id, ctx);
   }
 
@@ -54,7 +61,7 @@ export class GcResolver {
   @ResolveField('output', () => String, {
     nullable: true,
     description:
-      'What the collector printed, stdout and stderr as they came: while it runs the last 64 KiB, once it ended all of it, GC_OUTPUT_CAP_BYTES at most (head and tail kept, the cut marked: outputTruncated). Null before it printed anything, and once dropped (outputRemovedAt). Read only when asked for: the runs of a page in one query.',
+      'What the collector printed, stdout and stderr as they came (needs gc:read on the run’s whole registry, else null): while it runs the last 64 KiB, once it ended all of it, GC_OUTPUT_CAP_BYTES at most (head and tail kept, the cut marked: outputTruncated). Null before it printed anything, and once dropped (outputRemovedAt). Read only when asked for: the runs of a page in one query.',
   })
   @RequirePermission('gc:read', { checkedInHandler: true })
   output(
@@ -71,7 +78,7 @@ export class GcResolver {
 
   @Query(() => GcSettingsView, { description: 'How GC runs for a registry (needs registries:read on it).' })
   @RequirePermission('registries:read', { registryParam: 'registry', anyRepository: true })
-  gcSettings(@Args('registry') registry: string): Promise<GcSettingsView> {
+  gcSettings(@Args('registry', { description: 'Registry name' }) registry: string): Promise<GcSettingsView> {
     return this.settings.get(registry);
   }
 
@@ -80,8 +87,11 @@ export class GcResolver {
   })
   @RequirePermission('registries:write', { registryParam: 'registry' })
   setGcSettings(
-    @Args('registry') registry: string,
-    @Args('input') input: GcSettingsDto,
+    @Args('registry', { description: 'Registry name' }) registry: string,
+    @Args('input', {
+      description: 'The whole configuration: omitted fields take their defaults, stored secrets are kept',
+    })
+    input: GcSettingsDto,
     @Ctx() ctx: RequestContext,
   ): Promise<GcSettingsView> {
     return this.settings.put(registry, input, ctx);

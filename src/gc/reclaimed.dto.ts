@@ -7,6 +7,10 @@ export enum ReclaimedBucket {
 registerEnumType(ReclaimedBucket, {
   name: 'ReclaimedBucket',
   description: 'day, or ISO week (from Monday); both in UTC.',
+  valuesMap: {
+    day: { description: 'One row per registry per UTC day.' },
+    week: { description: 'One row per registry per ISO week, Monday to Sunday, in UTC.' },
+  },
 });
 
 @ObjectType('ReclaimedSpace', {
@@ -14,7 +18,7 @@ registerEnumType(ReclaimedBucket, {
     'What cleaning up brought back on one registry in one day or week: bytes freed by garbage collection, and manifests deleted by deletion requests and by GC.',
 })
 export class ReclaimedSpaceView {
-  @Field() registry: string;
+  @Field({ description: 'Registry name.' }) registry: string;
   @Field(() => GraphQLISODateTime, { description: 'Start of the day or week (UTC).' }) period: Date;
   @Field(() => Float, {
     description: 'Storage freed by successful GC runs (measured before/after; dry runs excluded).',

@@ -14,17 +14,26 @@ export class ReclaimedResolver {
 
   @Query(() => [ReclaimedSpaceView], {
     description:
-      'Bytes freed and manifests deleted per registry per day or week (UTC), oldest first; periods with nothing are left out. Default range: the last 30 days, or 12 weeks. Covers the registries on which the caller holds both gc:read and deletions:read for the whole registry.',
+      'Bytes freed and manifests deleted per registry per day or week (UTC), oldest first (needs gc:read and deletions:read on the whole registry; covers each registry where the caller holds both). Periods with nothing are left out; default range: the last 30 days, or 12 weeks.',
   })
   @RequirePermission('gc:read', { checkedInHandler: true })
   reclaimedSpace(
     @Ctx() ctx: RequestContext,
-    @Args('bucket', { type: () => ReclaimedBucket, defaultValue: ReclaimedBucket.day })
+    @Args('bucket', {
+      type: () => ReclaimedBucket,
+      defaultValue: ReclaimedBucket.day,
+      description: 'Day or week',
+    })
     bucket: ReclaimedBucket,
     @Args('from', { type: () => GraphQLISODateTime, nullable: true, description: 'Inclusive' }) from?: Date,
     @Args('to', { type: () => GraphQLISODateTime, nullable: true, description: 'Exclusive; default now' })
     to?: Date,
-    @Args('registry', { type: () => String, nullable: true }) registry?: string,
+    @Args('registry', {
+      type: () => String,
+      nullable: true,
+      description: 'Only this registry; every one the caller may see when left out',
+    })
+    registry?: string,
   ): Promise<ReclaimedSpaceView[]> {
     const access = ctx.access ?? DENY_ALL;
     // Whole-registry numbers: a binding on some repositories does not reach them.

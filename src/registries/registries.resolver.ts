@@ -20,7 +20,7 @@ export class RegistriesResolver {
 
   @Query(() => RegistryView, { description: 'One registry by name (needs registries:read on it).' })
   @RequirePermission('registries:read', { registryParam: 'name', anyRepository: true })
-  async registry(@Args('name') name: string): Promise<RegistryView> {
+  async registry(@Args('name', { description: 'Registry name' }) name: string): Promise<RegistryView> {
     return this.service.toView(await this.service.get(name));
   }
 
@@ -29,7 +29,7 @@ export class RegistriesResolver {
   })
   @RequirePermission('registries:write')
   async createRegistry(
-    @Args('input') input: CreateRegistryDto,
+    @Args('input', { description: 'The registry and its settings' }) input: CreateRegistryDto,
     @Ctx() ctx: RequestContext,
   ): Promise<RegistryView> {
     return this.service.toView(await this.service.create(input, ctx));
@@ -41,8 +41,8 @@ export class RegistriesResolver {
   })
   @RequirePermission('registries:write', { registryParam: 'name' })
   async updateRegistry(
-    @Args('name') name: string,
-    @Args('input') input: UpdateRegistryDto,
+    @Args('name', { description: 'Registry name' }) name: string,
+    @Args('input', { description: 'What to change' }) input: UpdateRegistryDto,
     @Ctx() ctx: RequestContext,
   ): Promise<RegistryView> {
     return this.service.toView(await this.service.update(name, input, ctx));
@@ -50,10 +50,13 @@ export class RegistriesResolver {
 
   @Mutation(() => Boolean, {
     description:
-      'Unregister a registry. Nothing on the registry itself changes (needs registries:write on it).',
+      'Unregister a registry, changing nothing on the registry itself (needs registries:write on it).',
   })
   @RequirePermission('registries:write', { registryParam: 'name' })
-  async deleteRegistry(@Args('name') name: string, @Ctx() ctx: RequestContext): Promise<boolean> {
+  async deleteRegistry(
+    @Args('name', { description: 'Registry name' }) name: string,
+    @Ctx() ctx: RequestContext,
+  ): Promise<boolean> {
     await this.service.remove(name, ctx);
     return true;
   }
@@ -63,7 +66,9 @@ export class RegistriesResolver {
       'Probe a registry now and store the result (needs registries:read on it, like GET …/health).',
   })
   @RequirePermission('registries:read', { registryParam: 'name', anyRepository: true })
-  async probeRegistry(@Args('name') name: string): Promise<RegistryProbeView> {
+  async probeRegistry(
+    @Args('name', { description: 'Registry name' }) name: string,
+  ): Promise<RegistryProbeView> {
     return (await this.service.probe(await this.service.get(name))).probe!;
   }
 }

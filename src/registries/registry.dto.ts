@@ -41,6 +41,13 @@ registerEnumType(AuthType, {
   name: 'RegistryAuthType',
   description:
     'How the gateway authenticates to the registry: none, basic (htpasswd) or bearer (token challenge).',
+  valuesMap: {
+    none: { description: 'No credentials.' },
+    basic: { description: 'HTTP basic authentication with a username and password (htpasswd).' },
+    bearer: {
+      description: 'A token from the registry’s token service (with the username and password, if set).',
+    },
+  },
 });
 
 @InputType('RegistryTlsInput', { description: 'TLS options for the connection to the registry.' })
@@ -64,19 +71,22 @@ export class RegistryTlsDto {
 })
 export class RegistryAuthDto {
   @ApiProperty({ enum: AuthType })
-  @Field(() => AuthType)
+  @Field(() => AuthType, { description: 'none also removes the stored username and password.' })
   @IsIn(Object.values(AuthType))
   type: AuthType;
 
   @ApiPropertyOptional()
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'Left out: kept; an empty string removes it.' })
   @IsOptional()
   @IsString()
   @MaxLength(256)
   username?: string;
 
   @ApiPropertyOptional({ writeOnly: true })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description: 'Write-only, encrypted at rest; left out: kept; an empty string removes it.',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(4096)
@@ -122,28 +132,37 @@ export class RegistryDeletesDto {
 @InputType({ isAbstract: true })
 abstract class RegistrySettingsDto {
   @ApiPropertyOptional()
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'Free text for people; an empty string removes it.' })
   @IsOptional()
   @IsString()
   @MaxLength(1000)
   description?: string;
 
   @ApiPropertyOptional({ type: RegistryAuthDto })
-  @Field(() => RegistryAuthDto, { nullable: true })
+  @Field(() => RegistryAuthDto, {
+    nullable: true,
+    description: 'Credentials; left out: unchanged (none on create).',
+  })
   @IsOmittable()
   @ValidateNested()
   @Type(() => RegistryAuthDto)
   auth?: RegistryAuthDto;
 
   @ApiPropertyOptional({ type: RegistryTlsDto })
-  @Field(() => RegistryTlsDto, { nullable: true })
+  @Field(() => RegistryTlsDto, {
+    nullable: true,
+    description: 'TLS options; left out: unchanged (defaults on create).',
+  })
   @IsOmittable()
   @ValidateNested()
   @Type(() => RegistryTlsDto)
   tls?: RegistryTlsDto;
 
   @ApiPropertyOptional({ type: RegistryDeletesDto })
-  @Field(() => RegistryDeletesDto, { nullable: true })
+  @Field(() => RegistryDeletesDto, {
+    nullable: true,
+    description: 'Delete pacing; left out: unchanged (defaults on create).',
+  })
   @IsOmittable()
   @ValidateNested()
   @Type(() => RegistryDeletesDto)
@@ -169,7 +188,7 @@ abstract class RegistrySettingsDto {
   eventsToken?: string;
 }
 
-@InputType('CreateRegistryInput')
+@InputType('CreateRegistryInput', { description: 'A registry to register; it is probed at once.' })
 export class CreateRegistryDto extends RegistrySettingsDto {
   @ApiProperty({ example: 'prod-eu', pattern: REGISTRY_NAME_RE.source })
   @Field({ description: 'Unique name: lower-case letters, digits and dashes.' })
@@ -187,36 +206,46 @@ export class CreateRegistryDto extends RegistrySettingsDto {
 }
 
 /** A registry cannot be renamed: `name` is not accepted. */
-@InputType('UpdateRegistryInput')
+@InputType('UpdateRegistryInput', {
+  description: 'Fields to change (a registry cannot be renamed); omitted fields keep their value.',
+})
 export class UpdateRegistryDto extends RegistrySettingsDto {
   @ApiPropertyOptional()
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'New base URL of the registry; the registry is probed again.' })
   @IsOptional()
   @IsString()
   @MaxLength(2048)
   url?: string;
 }
 
-@ObjectType('RegistryProbeError')
+@ObjectType('RegistryProbeError', { description: 'Why the probe could not finish.' })
 export class ProbeErrorView {
-  @ApiProperty() @Field() code: string;
-  @ApiProperty() @Field() message: string;
+  @ApiProperty()
+  @Field({ description: 'Stable error code, e.g. REGISTRY_UNREACHABLE or UNAUTHORIZED_UPSTREAM.' })
+  code: string;
+  @ApiProperty() @Field({ description: 'What went wrong, for people.' }) message: string;
 }
 
 @ObjectType('RegistryProbe', {
   description: 'What the gateway learned the last time it probed the registry.',
 })
 export class RegistryProbeView implements RegistryProbe {
-  @ApiProperty() @Field() checkedAt: string;
-  @ApiProperty() @Field() reachable: boolean;
-  @ApiPropertyOptional({ type: Number, nullable: true }) @Field(() => Int, { nullable: true }) latencyMs:
-    number | null;
+  @ApiProperty() @Field({ description: 'When the probe ran (ISO 8601).' }) checkedAt: string;
+  @ApiProperty()
+  @Field({ description: 'The registry answered over HTTP (even with an error).' })
+  reachable: boolean;
+  @ApiPropertyOptional({ type: Number, nullable: true })
+  @Field(() => Int, { nullable: true, description: 'Milliseconds GET /v2/ took; null when it failed.' })
+  latencyMs: number | null;
   @ApiPropertyOptional({
     type: String,
     nullable: true,
     description: 'Docker-Distribution-API-Version header',
   })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, {
+    nullable: true,
+    description: 'The Docker-Distribution-API-Version header, if sent.',
+  })
   apiVersion: string | null;
   @ApiProperty({
     enum: ['ok', 'failed', 'not-required', 'unknown'],
@@ -241,7 +270,10 @@ export class RegistryProbeView implements RegistryProbe {
   })
   distributionVersion: string | null;
   @ApiPropertyOptional({ type: ProbeErrorView, nullable: true })
-  @Field(() => ProbeErrorView, { nullable: true })
+  @Field(() => ProbeErrorView, {
+    nullable: true,
+    description: 'Why the probe stopped early; null when it finished.',
+  })
   error: { code: string; message: string } | null;
 }
 
@@ -257,17 +289,20 @@ export class RegistryDeleteSettingsView {
 
 @ObjectType('Registry', { description: 'A registry the gateway fronts. Secrets are never returned.' })
 export class RegistryView {
-  @ApiProperty() @Field() name: string;
-  @ApiProperty() @Field() url: string;
+  @ApiProperty() @Field({ description: 'Unique name, used in every API path.' }) name: string;
+  @ApiProperty() @Field({ description: 'Base URL of the registry.' }) url: string;
   @ApiPropertyOptional({ type: String, nullable: true })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, { nullable: true, description: 'Free text for people; null when none.' })
   description: string | null;
-  @ApiProperty({ enum: AuthType }) @Field(() => AuthType) authType: RegistryAuthType;
-  @ApiPropertyOptional({ type: String, nullable: true }) @Field(() => String, { nullable: true }) username:
-    string | null;
-  @ApiProperty() @Field() hasPassword: boolean;
-  @ApiProperty() @Field() tlsInsecure: boolean;
-  @ApiProperty() @Field() hasCaCert: boolean;
+  @ApiProperty({ enum: AuthType })
+  @Field(() => AuthType, { description: 'How the gateway authenticates to it.' })
+  authType: RegistryAuthType;
+  @ApiPropertyOptional({ type: String, nullable: true })
+  @Field(() => String, { nullable: true, description: 'Username of the credentials; null when none.' })
+  username: string | null;
+  @ApiProperty() @Field({ description: 'A password is stored (it is never returned).' }) hasPassword: boolean;
+  @ApiProperty() @Field({ description: 'Certificate verification is skipped.' }) tlsInsecure: boolean;
+  @ApiProperty() @Field({ description: 'A CA bundle is stored for the connection.' }) hasCaCert: boolean;
   @ApiProperty({
     enum: ['api', 'file'],
     description: 'file: managed by the REGISTRIES_FILE and read-only through the API',
@@ -277,14 +312,16 @@ export class RegistryView {
   })
   source: RegistrySource;
   @ApiPropertyOptional({ type: RegistryProbeView, nullable: true })
-  @Field(() => RegistryProbeView, { nullable: true })
+  @Field(() => RegistryProbeView, { nullable: true, description: 'The last probe; null before the first.' })
   probe: RegistryProbeView | null;
   @ApiProperty({ type: RegistryDeleteSettingsView })
-  @Field(() => RegistryDeleteSettingsView)
+  @Field(() => RegistryDeleteSettingsView, { description: 'How fast the gateway deletes on it.' })
   deletes: RegistryDeleteSettingsView;
   @ApiProperty({ description: 'Whether notifications from the registry are accepted (a token is set).' })
   @Field({ description: 'Whether notifications from the registry are accepted (a token is set).' })
   hasEventsToken: boolean;
-  @ApiProperty() @Field(() => GraphQLISODateTime) createdAt: Date;
-  @ApiProperty() @Field(() => GraphQLISODateTime) updatedAt: Date;
+  @ApiProperty() @Field(() => GraphQLISODateTime, { description: 'When it was registered.' }) createdAt: Date;
+  @ApiProperty()
+  @Field(() => GraphQLISODateTime, { description: 'When its settings last changed.' })
+  updatedAt: Date;
 }

@@ -1,4 +1,13 @@
-import { ArgsType, Field, GraphQLISODateTime, ID, InputType, Int, ObjectType } from '@nestjs/graphql';
+import {
+  ArgsType,
+  Field,
+  GraphQLISODateTime,
+  ID,
+  InputType,
+  Int,
+  ObjectType,
+  registerEnumType,
+} from '@nestjs/graphql';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import {
@@ -23,6 +32,19 @@ import { WEBHOOK_EVENT_TYPES } from './webhook-events.js';
 import type { WebhookDeliveryStatus } from './webhook.entity.js';
 
 export const DELIVERY_STATUSES: WebhookDeliveryStatus[] = ['pending', 'succeeded', 'dead'];
+/** DELIVERY_STATUSES as a GraphQL enum (the webhookDeliveries filter): the same values, named as they are. */
+export const DeliveryStatusValue = Object.fromEntries(DELIVERY_STATUSES.map((s) => [s, s])) as {
+  [S in WebhookDeliveryStatus]: S;
+};
+registerEnumType(DeliveryStatusValue, {
+  name: 'WebhookDeliveryStatus',
+  description: 'pending (waiting or retrying), succeeded or dead.',
+  valuesMap: {
+    pending: { description: 'Waiting to be sent, or to be retried.' },
+    succeeded: { description: 'The receiver answered 2xx.' },
+    dead: { description: 'Out of attempts; redeliverWebhookDelivery sends it again.' },
+  },
+});
 const EVENT_TYPES_DOC = `Exact types (${WEBHOOK_EVENT_TYPES.join(', ')}), \`<prefix>.*\` wildcards (\`registry.*\`, \`deletion.*\`, \`gc.*\`) or \`*\`.`;
 
 // --- input ---------------------------------------------------------------------------------------------
@@ -87,7 +109,7 @@ export class CreateWebhookDto {
   active?: boolean;
 
   @ApiPropertyOptional({ example: 'Slack bridge of the platform team' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'Free text for people.' })
   @IsOptional()
   @IsString()
   @MaxLength(1000)
@@ -99,7 +121,12 @@ export class CreateWebhookDto {
     'Fields to change; `null` clears registry, repository or description (and is refused elsewhere).',
 })
 export class UpdateWebhookDto {
-  @ApiPropertyOptional() @Field({ nullable: true }) @IsOmittable() @IsString() @MaxLength(2048) url?: string;
+  @ApiPropertyOptional()
+  @Field({ nullable: true, description: 'Where deliveries are POSTed (http or https, no credentials).' })
+  @IsOmittable()
+  @IsString()
+  @MaxLength(2048)
+  url?: string;
 
   @ApiPropertyOptional({ description: EVENT_TYPES_DOC })
   @Field(() => [String], { nullable: true, description: EVENT_TYPES_DOC })
@@ -112,14 +139,20 @@ export class UpdateWebhookDto {
   eventTypes?: string[];
 
   @ApiPropertyOptional({ nullable: true, type: String })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, {
+    nullable: true,
+    description: 'Only events of this registry (by name); null: every registry.',
+  })
   @IsOptional()
   @IsString()
   @Matches(REGISTRY_NAME_RE, { message: 'registry must be a registry name' })
   registry?: string | null;
 
   @ApiPropertyOptional({ nullable: true, type: String })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, {
+    nullable: true,
+    description: 'Only events about repositories matching this glob; null: every repository.',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(255)
@@ -135,7 +168,7 @@ export class UpdateWebhookDto {
   active?: boolean;
 
   @ApiPropertyOptional({ nullable: true, type: String })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, { nullable: true, description: 'Free text for people; null removes it.' })
   @IsOptional()
   @IsString()
   @MaxLength(1000)
@@ -173,20 +206,23 @@ export class RotateSecretDto {
 @ArgsType()
 export class DeliveryQueryDto {
   @ApiPropertyOptional({ enum: DELIVERY_STATUSES })
-  @Field(() => String, { nullable: true, description: 'pending, succeeded or dead' })
+  @Field(() => DeliveryStatusValue, { nullable: true, description: 'Only deliveries in this status' })
   @IsOptional()
   @IsIn(DELIVERY_STATUSES)
   status?: WebhookDeliveryStatus;
 
   @ApiPropertyOptional({ example: 'deletion.completed' })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description: 'Only deliveries of this event type (exact, e.g. deletion.completed)',
+  })
   @IsOptional()
   @IsString()
   @MaxLength(100)
   eventType?: string;
 
   @ApiPropertyOptional({ minimum: 1, maximum: 200, default: 50 })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, { nullable: true, description: '1 to 200, default 50' })
   @IsOptional()
   @Type(() => Number)
   @IsInt()
@@ -195,7 +231,7 @@ export class DeliveryQueryDto {
   limit?: number;
 
   @ApiPropertyOptional()
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'nextCursor of the previous page' })
   @IsOptional()
   @IsString()
   @MaxLength(2048)
@@ -223,23 +259,25 @@ export class DeliveryIdParam extends WebhookIdParam {
 
 // --- output --------------------------------------------------------------------------------------------
 
-@ObjectType('WebhookActor')
+@ObjectType('WebhookActor', { description: 'Who created a subscription.' })
 export class WebhookActorView {
-  @ApiProperty() @Field() type: string;
-  @ApiPropertyOptional({ type: String, nullable: true }) @Field(() => String, { nullable: true }) id:
-    string | null;
-  @ApiPropertyOptional({ type: String, nullable: true }) @Field(() => String, { nullable: true }) name:
-    string | null;
+  @ApiProperty() @Field({ description: 'user, service, system or anonymous (as ActorType).' }) type: string;
+  @ApiPropertyOptional({ type: String, nullable: true })
+  @Field(() => String, { nullable: true, description: 'Stable id: OIDC sub, service account id, …' })
+  id: string | null;
+  @ApiPropertyOptional({ type: String, nullable: true })
+  @Field(() => String, { nullable: true, description: 'Display name at the time.' })
+  name: string | null;
 }
 
 @ObjectType('WebhookSubscription', {
   description: 'Where the gateway POSTs signed events, and which ones. The secret is never returned here.',
 })
 export class WebhookView {
-  @ApiProperty() @Field(() => ID) id: string;
-  @ApiProperty() @Field() url: string;
+  @ApiProperty() @Field(() => ID, { description: 'The subscription’s uuid.' }) id: string;
+  @ApiProperty() @Field({ description: 'Where deliveries are POSTed.' }) url: string;
   @ApiPropertyOptional({ type: String, nullable: true })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, { nullable: true, description: 'Free text for people; null when none.' })
   description: string | null;
   @ApiProperty({ example: ['deletion.*', 'gc.failed'] })
   @Field(() => [String], { description: 'Event types and wildcards it receives.' })
@@ -250,7 +288,9 @@ export class WebhookView {
   @ApiPropertyOptional({ type: String, nullable: true })
   @Field(() => String, { nullable: true, description: 'Only events about repositories matching this glob.' })
   repository: string | null;
-  @ApiProperty() @Field() active: boolean;
+  @ApiProperty()
+  @Field({ description: 'It gets events; an inactive one gets no new deliveries and holds those waiting.' })
+  active: boolean;
   @ApiPropertyOptional({
     type: String,
     nullable: true,
@@ -259,7 +299,10 @@ export class WebhookView {
   @Field(() => String, { nullable: true, description: 'Why the gateway deactivated it (`gone`: a 410).' })
   deactivatedReason: string | null;
   @ApiPropertyOptional({ nullable: true })
-  @Field(() => GraphQLISODateTime, { nullable: true })
+  @Field(() => GraphQLISODateTime, {
+    nullable: true,
+    description: 'When the signing secret was last replaced; null if never.',
+  })
   secretRotatedAt: Date | null;
   @ApiPropertyOptional({
     nullable: true,
@@ -276,9 +319,11 @@ export class WebhookView {
   @ApiProperty({ description: 'Deliveries that ran out of attempts' })
   @Field(() => Int, { description: 'Dead-lettered deliveries (out of attempts).' })
   deadDeliveries: number;
-  @ApiProperty({ type: WebhookActorView }) @Field(() => WebhookActorView) createdBy: WebhookActorView;
-  @ApiProperty() @Field(() => GraphQLISODateTime) createdAt: Date;
-  @ApiProperty() @Field(() => GraphQLISODateTime) updatedAt: Date;
+  @ApiProperty({ type: WebhookActorView })
+  @Field(() => WebhookActorView, { description: 'Who created it.' })
+  createdBy: WebhookActorView;
+  @ApiProperty() @Field(() => GraphQLISODateTime, { description: 'When it was created.' }) createdAt: Date;
+  @ApiProperty() @Field(() => GraphQLISODateTime, { description: 'When it last changed.' }) updatedAt: Date;
 }
 
 @ObjectType('WebhookSubscriptionWithSecret', {
@@ -298,31 +343,39 @@ export class WebhookList {
   @ApiProperty({ type: [WebhookView] }) @Field(() => [WebhookView]) items: WebhookView[];
 }
 
-@ObjectType('WebhookDeliveryError')
+@ObjectType('WebhookDeliveryError', { description: 'Why a delivery attempt failed.' })
 export class DeliveryErrorView {
-  @ApiProperty({ example: 'WEBHOOK_HTTP_STATUS' }) @Field() code: string;
-  @ApiProperty() @Field() message: string;
+  @ApiProperty({ example: 'WEBHOOK_HTTP_STATUS' })
+  @Field({ description: 'Stable code, e.g. WEBHOOK_HTTP_STATUS.' })
+  code: string;
+  @ApiProperty() @Field({ description: 'What happened, for people.' }) message: string;
 }
 
 @ObjectType('WebhookDeliveryAttempt', { description: 'One POST to the receiver.' })
 export class AttemptView {
-  @ApiProperty() @Field(() => Int) attempt: number;
+  @ApiProperty()
+  @Field(() => Int, { description: 'Number of the attempt over the delivery’s life, from 1.' })
+  attempt: number;
   @ApiProperty({ description: '0: the original schedule; n: after the n-th manual redelivery' })
   @Field(() => Int, { description: '0: the original schedule; n: after the n-th manual redelivery.' })
   redelivery: number;
-  @ApiProperty() @Field(() => GraphQLISODateTime) startedAt: Date;
-  @ApiProperty() @Field(() => Int) durationMs: number;
+  @ApiProperty() @Field(() => GraphQLISODateTime, { description: 'When the POST started.' }) startedAt: Date;
+  @ApiProperty()
+  @Field(() => Int, { description: 'Milliseconds until the answer (or the failure).' })
+  durationMs: number;
   @ApiPropertyOptional({ type: Number, nullable: true })
   @Field(() => Int, { nullable: true, description: 'HTTP status; null when no answer came.' })
   statusCode: number | null;
   @ApiPropertyOptional({ type: String, nullable: true, description: 'The first 4 KiB of the answer' })
   @Field(() => String, { nullable: true, description: 'The first 4 KiB of the answer.' })
   responseBody: string | null;
-  @ApiProperty() @Field() responseTruncated: boolean;
+  @ApiProperty()
+  @Field({ description: 'The answer was longer than the 4 KiB kept.' })
+  responseTruncated: boolean;
   @ApiPropertyOptional({ type: DeliveryErrorView, nullable: true })
-  @Field(() => DeliveryErrorView, { nullable: true })
+  @Field(() => DeliveryErrorView, { nullable: true, description: 'Why it failed; null when it succeeded.' })
   error: DeliveryErrorView | null;
-  @ApiProperty() @Field() succeeded: boolean;
+  @ApiProperty() @Field({ description: 'The receiver answered 2xx.' }) succeeded: boolean;
 }
 
 @ObjectType('WebhookDelivery', {
@@ -330,33 +383,50 @@ export class AttemptView {
     'One event for one subscription. Its id is the `webhook-id` header, the same on every attempt and redelivery.',
 })
 export class DeliveryView {
-  @ApiProperty({ description: 'Also the `webhook-id` header' }) @Field(() => ID) id: string;
-  @ApiProperty() @Field(() => ID) webhookId: string;
-  @ApiProperty({ example: 'deletion.completed' }) @Field() eventType: string;
+  @ApiProperty({ description: 'Also the `webhook-id` header' })
+  @Field(() => ID, { description: 'Also the `webhook-id` header.' })
+  id: string;
+  @ApiProperty() @Field(() => ID, { description: 'The subscription’s uuid.' }) webhookId: string;
+  @ApiProperty({ example: 'deletion.completed' })
+  @Field({ description: 'The event type, e.g. deletion.completed.' })
+  eventType: string;
   @ApiProperty({ enum: DELIVERY_STATUSES })
   @Field(() => String, { description: 'pending (waiting or retrying), succeeded or dead' })
   status: WebhookDeliveryStatus;
-  @ApiProperty() @Field(() => Int) attemptCount: number;
-  @ApiProperty() @Field(() => Int) redeliveries: number;
+  @ApiProperty()
+  @Field(() => Int, { description: 'POSTs made so far, over every redelivery.' })
+  attemptCount: number;
+  @ApiProperty()
+  @Field(() => Int, { description: 'Times it was sent again by hand (redeliverWebhookDelivery).' })
+  redeliveries: number;
   @ApiProperty({ description: 'When the event happened: the payload’s `timestamp`' })
-  @Field(() => GraphQLISODateTime)
+  @Field(() => GraphQLISODateTime, { description: 'When the event happened: the payload’s `timestamp`.' })
   occurredAt: Date;
   @ApiPropertyOptional({ nullable: true, description: 'When the next attempt is due (pending only)' })
-  @Field(() => GraphQLISODateTime, { nullable: true })
+  @Field(() => GraphQLISODateTime, {
+    nullable: true,
+    description: 'When the next attempt is due; null unless pending.',
+  })
   nextAttemptAt: Date | null;
   @ApiPropertyOptional({ nullable: true })
-  @Field(() => GraphQLISODateTime, { nullable: true })
+  @Field(() => GraphQLISODateTime, {
+    nullable: true,
+    description: 'When the last attempt started; null before the first.',
+  })
   lastAttemptAt: Date | null;
   @ApiPropertyOptional({ type: Number, nullable: true })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, { nullable: true, description: 'HTTP status of the last answer; null when none came.' })
   lastStatusCode: number | null;
   @ApiPropertyOptional({ type: DeliveryErrorView, nullable: true })
-  @Field(() => DeliveryErrorView, { nullable: true })
+  @Field(() => DeliveryErrorView, {
+    nullable: true,
+    description: 'Why the last attempt failed; null when it succeeded or none was made.',
+  })
   lastError: DeliveryErrorView | null;
   @ApiPropertyOptional({ nullable: true })
-  @Field(() => GraphQLISODateTime, { nullable: true })
+  @Field(() => GraphQLISODateTime, { nullable: true, description: 'When it succeeded; null until then.' })
   deliveredAt: Date | null;
-  @ApiProperty() @Field(() => GraphQLISODateTime) createdAt: Date;
+  @ApiProperty() @Field(() => GraphQLISODateTime, { description: 'When it was queued.' }) createdAt: Date;
 }
 
 @ObjectType('WebhookDeliveryDetail', { description: 'A delivery with its payload and every attempt.' })
@@ -372,10 +442,15 @@ export class DeliveryDetailView extends DeliveryView {
   attempts: AttemptView[];
 }
 
-@ObjectType('WebhookDeliveryPage')
+@ObjectType('WebhookDeliveryPage', { description: 'A page of a subscription’s deliveries.' })
 export class DeliveryPage {
-  @ApiProperty({ type: [DeliveryView] }) @Field(() => [DeliveryView]) items: DeliveryView[];
+  @ApiProperty({ type: [DeliveryView] })
+  @Field(() => [DeliveryView], { description: 'Newest first.' })
+  items: DeliveryView[];
   @ApiPropertyOptional({ type: String, nullable: true })
-  @Field(() => String, { nullable: true })
+  @Field(() => String, {
+    nullable: true,
+    description: 'Pass as `cursor` for the next page; null at the end.',
+  })
   nextCursor: string | null;
 }

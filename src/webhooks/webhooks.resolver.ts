@@ -29,7 +29,9 @@ export class WebhooksResolver {
 
   @Query(() => WebhookView, { description: 'One webhook subscription (needs webhooks:manage).' })
   @RequirePermission('webhooks:manage')
-  webhook(@UuidArg('id', 'a webhook subscription id') id: string): Promise<WebhookView> {
+  webhook(
+    @UuidArg('id', 'a webhook subscription id', { description: 'The subscription’s uuid' }) id: string,
+  ): Promise<WebhookView> {
     return this.service.get(id);
   }
 
@@ -47,19 +49,21 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   webhookDelivery(
-    @UuidArg('webhookId', 'a webhook subscription id') webhookId: string,
-    @UuidArg('deliveryId', 'a delivery id') deliveryId: string,
+    @UuidArg('webhookId', 'a webhook subscription id', { description: 'The subscription’s uuid' })
+    webhookId: string,
+    @UuidArg('deliveryId', 'a delivery id', { description: 'The delivery’s uuid (its webhook-id header)' })
+    deliveryId: string,
   ): Promise<DeliveryDetailView> {
     return this.service.getDelivery(webhookId, deliveryId);
   }
 
   @Mutation(() => WebhookWithSecretView, {
     description:
-      'Subscribe a URL to events. The answer carries the signing secret, the only time it is shown (needs webhooks:manage).',
+      'Subscribe a URL to events (needs webhooks:manage); the answer carries the signing secret, the only time it is shown.',
   })
   @RequirePermission('webhooks:manage')
   createWebhook(
-    @Args('input') input: CreateWebhookDto,
+    @Args('input', { description: 'The subscription' }) input: CreateWebhookDto,
     @Ctx() ctx: RequestContext,
   ): Promise<WebhookWithSecretView> {
     return this.service.create(input, ctx);
@@ -70,8 +74,8 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   updateWebhook(
-    @UuidArg('id', 'a webhook subscription id') id: string,
-    @Args('input') input: UpdateWebhookDto,
+    @UuidArg('id', 'a webhook subscription id', { description: 'The subscription’s uuid' }) id: string,
+    @Args('input', { description: 'What to change' }) input: UpdateWebhookDto,
     @Ctx() ctx: RequestContext,
   ): Promise<WebhookView> {
     return this.service.update(id, input, ctx);
@@ -82,7 +86,7 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   async deleteWebhook(
-    @UuidArg('id', 'a webhook subscription id') id: string,
+    @UuidArg('id', 'a webhook subscription id', { description: 'The subscription’s uuid' }) id: string,
     @Ctx() ctx: RequestContext,
   ): Promise<boolean> {
     await this.service.remove(id, ctx);
@@ -91,12 +95,16 @@ export class WebhooksResolver {
 
   @Mutation(() => WebhookWithSecretView, {
     description:
-      'Replace the signing secret; the answer carries the new one, once. The old one keeps signing for keepPreviousSeconds (needs webhooks:manage).',
+      'Replace the signing secret (needs webhooks:manage); the answer carries the new one, once, and the old one keeps signing for keepPreviousSeconds.',
   })
   @RequirePermission('webhooks:manage')
   rotateWebhookSecret(
-    @UuidArg('id', 'a webhook subscription id') id: string,
-    @Args('input', { nullable: true }) input: RotateSecretDto,
+    @UuidArg('id', 'a webhook subscription id', { description: 'The subscription’s uuid' }) id: string,
+    @Args('input', {
+      nullable: true,
+      description: 'The new secret and overlap; both defaulted when left out',
+    })
+    input: RotateSecretDto,
     @Ctx() ctx: RequestContext,
   ): Promise<WebhookWithSecretView> {
     return this.service.rotateSecret(id, input ?? {}, ctx);
@@ -108,8 +116,10 @@ export class WebhooksResolver {
   })
   @RequirePermission('webhooks:manage')
   redeliverWebhookDelivery(
-    @UuidArg('webhookId', 'a webhook subscription id') webhookId: string,
-    @UuidArg('deliveryId', 'a delivery id') deliveryId: string,
+    @UuidArg('webhookId', 'a webhook subscription id', { description: 'The subscription’s uuid' })
+    webhookId: string,
+    @UuidArg('deliveryId', 'a delivery id', { description: 'The delivery’s uuid (its webhook-id header)' })
+    deliveryId: string,
     @Ctx() ctx: RequestContext,
   ): Promise<DeliveryDetailView> {
     return this.service.redeliver(webhookId, deliveryId, ctx);

@@ -49,6 +49,12 @@ registerEnumType(GcExecutorKind, {
   name: 'GcExecutorType',
   description:
     'Where garbage-collect runs: local (a process on the worker host), ssh (on the registry host), docker (exec in the registry container), kubernetes (exec in the registry pod).',
+  valuesMap: {
+    local: { description: 'A process on the worker host.' },
+    ssh: { description: 'Over SSH on the registry host.' },
+    docker: { description: 'Exec in the registry container through the Docker Engine API.' },
+    kubernetes: { description: 'Exec in the registry pod through the Kubernetes API.' },
+  },
 });
 
 const ARGV_MAX = 64;
@@ -110,15 +116,17 @@ function apply(...decorators: PropertyDecorator[]): PropertyDecorator {
   description:
     'argv lists run where the registry lives to stop and start it (no shell on local; quoted for the remote shell on ssh).',
 })
-@ObjectType('GcExecutorLifecycle')
+@ObjectType('GcExecutorLifecycle', {
+  description: 'argv lists run where the registry lives to stop and start it.',
+})
 export class GcExecutorLifecycleDto implements LifecycleCommands {
   @ApiProperty({ type: [String], example: ['systemctl', 'stop', 'docker-registry'] })
-  @Field(() => [String])
+  @Field(() => [String], { description: 'argv that stops the registry.' })
   @apply(...argvRules())
   stop: string[];
 
   @ApiProperty({ type: [String], example: ['systemctl', 'start', 'docker-registry'] })
-  @Field(() => [String])
+  @Field(() => [String], { description: 'argv that starts it.' })
   @apply(...argvRules())
   start: string[];
 
@@ -127,19 +135,26 @@ export class GcExecutorLifecycleDto implements LifecycleCommands {
     description: 'Start in read-only maintenance mode; without it the readonly fence mode is unavailable.',
     example: ['systemctl', 'start', 'docker-registry-readonly'],
   })
-  @Field(() => [String], { nullable: true })
+  @Field(() => [String], {
+    nullable: true,
+    description:
+      'argv that starts it in read-only maintenance mode; without it the readonly fence is unavailable.',
+  })
   @IsOptional()
   @apply(...argvRules())
   startReadOnly?: string[];
 
   @ApiPropertyOptional({ type: [String], description: 'Default: stop, then start.' })
-  @Field(() => [String], { nullable: true })
+  @Field(() => [String], { nullable: true, description: 'argv that restarts it; default: stop, then start.' })
   @IsOptional()
   @apply(...argvRules())
   restart?: string[];
 
   @ApiPropertyOptional({ type: [String], description: 'Default: stop, then startReadOnly.' })
-  @Field(() => [String], { nullable: true })
+  @Field(() => [String], {
+    nullable: true,
+    description: 'argv that restarts it read-only; default: stop, then startReadOnly.',
+  })
   @IsOptional()
   @apply(...argvRules())
   restartReadOnly?: string[];
@@ -148,17 +163,17 @@ export class GcExecutorLifecycleDto implements LifecycleCommands {
 @InputType('GcExecutorTlsInput', {
   description: 'docker: TLS to the Engine (the client key is the tlsKey secret).',
 })
-@ObjectType('GcExecutorTls')
+@ObjectType('GcExecutorTls', { description: 'docker: TLS to the Engine.' })
 export class GcExecutorTlsDto {
   @ApiPropertyOptional({ description: 'PEM CA bundle of the Engine certificate.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'PEM CA bundle of the Engine certificate.' })
   @IsOptional()
   @IsString()
   @MaxLength(64 * 1024)
   ca?: string;
 
   @ApiPropertyOptional({ description: 'PEM client certificate.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'PEM client certificate.' })
   @IsOptional()
   @IsString()
   @MaxLength(64 * 1024)
@@ -169,10 +184,13 @@ export class GcExecutorTlsDto {
   description:
     'Where and how garbage-collect runs for a registry. Fields apply to the types named in their description.',
 })
-@ObjectType('GcExecutorSettings')
+@ObjectType('GcExecutorSettings', {
+  description:
+    'Where and how garbage-collect runs for a registry. Fields apply to the types named in their description.',
+})
 export class GcExecutorDto {
   @ApiProperty({ enum: GcExecutorKind })
-  @Field(() => GcExecutorKind)
+  @Field(() => GcExecutorKind, { description: 'Where garbage-collect runs.' })
   @IsIn(Object.values(GcExecutorKind))
   type: GcExecutorKind;
 
@@ -181,7 +199,11 @@ export class GcExecutorDto {
     description:
       "All types: argv prefix of the registry binary. Default ['registry'] (Debian's package: ['docker-registry']).",
   })
-  @Field(() => [String], { nullable: true })
+  @Field(() => [String], {
+    nullable: true,
+    description:
+      "All types: argv prefix of the registry binary; default ['registry'] (Debian: ['docker-registry']).",
+  })
   @IsOptional()
   @apply(...argvRules())
   command?: string[];
@@ -190,7 +212,11 @@ export class GcExecutorDto {
     description:
       'All types (required for local and ssh): the registry config file. docker, kubernetes default /etc/docker/registry/config.yml.',
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description:
+      'All types (required for local and ssh): the registry config file; docker, kubernetes default /etc/docker/registry/config.yml.',
+  })
   @ValidateIf((o: GcExecutorDto, v) => is('local', 'ssh')(o) || v !== undefined)
   @IsString()
   @MinLength(1)
@@ -201,7 +227,11 @@ export class GcExecutorDto {
     description:
       'All types (required for local and ssh): the storage folder whose size is measured. docker, kubernetes default /var/lib/registry.',
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description:
+      'All types (required for local and ssh): the storage folder whose size is measured; docker, kubernetes default /var/lib/registry.',
+  })
   @ValidateIf((o: GcExecutorDto, v) => is('local', 'ssh')(o) || v !== undefined)
   @IsString()
   @MinLength(1)
@@ -212,7 +242,10 @@ export class GcExecutorDto {
     type: GcExecutorLifecycleDto,
     description: 'local, ssh: stop/start commands (fencing, cache clearing).',
   })
-  @Field(() => GcExecutorLifecycleDto, { nullable: true })
+  @Field(() => GcExecutorLifecycleDto, {
+    nullable: true,
+    description: 'local, ssh: stop/start commands (fencing, cache clearing).',
+  })
   @ValidateIf(isWhenSet('local', 'ssh'))
   @ValidateNested()
   @Type(() => GcExecutorLifecycleDto)
@@ -234,7 +267,10 @@ export class GcExecutorDto {
   @ApiPropertyOptional({
     description: 'ssh (required): the registry host. docker: the Engine host (TCP) instead of socketPath.',
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description: 'ssh (required): the registry host; docker: the Engine host (TCP) instead of socketPath.',
+  })
   @ValidateIf((o: GcExecutorDto, v) => is('ssh')(o) || (is('docker')(o) && v !== undefined && v !== null))
   @IsString()
   @MinLength(1)
@@ -246,7 +282,10 @@ export class GcExecutorDto {
     maximum: 65535,
     description: 'ssh: default 22. docker: default 2376 with TLS, else 2375.',
   })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, {
+    nullable: true,
+    description: 'ssh: default 22; docker: default 2376 with TLS, else 2375.',
+  })
   @ValidateIf(isWhenSet('ssh', 'docker'))
   @IsInt()
   @Min(1)
@@ -254,7 +293,7 @@ export class GcExecutorDto {
   port?: number;
 
   @ApiPropertyOptional({ description: 'ssh (required): the login user.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'ssh (required): the login user.' })
   @ValidateIf(is('ssh'))
   @IsString()
   @MinLength(1)
@@ -266,7 +305,11 @@ export class GcExecutorDto {
     description:
       'ssh (required unless insecureIgnoreHostKey): the pinned host key fingerprint, as `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints it.',
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description:
+      'ssh (required unless insecureIgnoreHostKey): the pinned host key fingerprint, SHA256:… as ssh-keygen -lf prints it.',
+  })
   @ValidateIf(
     (o: GcExecutorDto, v) => (is('ssh')(o) && !o.insecureIgnoreHostKey) || (is('ssh')(o) && v !== undefined),
   )
@@ -275,7 +318,7 @@ export class GcExecutorDto {
   hostKeySha256?: string;
 
   @ApiPropertyOptional({ description: 'ssh: accept any host key (test setups only).' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'ssh: accept any host key (test setups only).' })
   @ValidateIf(isWhenSet('ssh'))
   @IsBoolean()
   insecureIgnoreHostKey?: boolean;
@@ -285,7 +328,10 @@ export class GcExecutorDto {
     maximum: 300000,
     description: 'ssh: connect + handshake + auth timeout; default 20000.',
   })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, {
+    nullable: true,
+    description: 'ssh: connect, handshake and auth timeout in milliseconds; default 20000.',
+  })
   @ValidateIf(isWhenSet('ssh'))
   @IsInt()
   @Min(1000)
@@ -297,7 +343,10 @@ export class GcExecutorDto {
     maximum: 600000,
     description: 'ssh: keepalive interval; default 15000 (4 missed = dropped).',
   })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, {
+    nullable: true,
+    description: 'ssh: keepalive interval in milliseconds; default 15000 (4 missed = dropped).',
+  })
   @ValidateIf(isWhenSet('ssh'))
   @IsInt()
   @Min(1000)
@@ -305,14 +354,17 @@ export class GcExecutorDto {
   keepaliveIntervalMs?: number;
 
   @ApiPropertyOptional({ description: 'docker: the Engine socket; default /var/run/docker.sock.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'docker: the Engine socket; default /var/run/docker.sock.' })
   @ValidateIf(isWhenSet('docker'))
   @IsString()
   @MaxLength(PATH_MAX)
   socketPath?: string;
 
   @ApiPropertyOptional({ type: GcExecutorTlsDto })
-  @Field(() => GcExecutorTlsDto, { nullable: true })
+  @Field(() => GcExecutorTlsDto, {
+    nullable: true,
+    description: 'docker: TLS to the Engine (the client key is the tlsKey secret).',
+  })
   @ValidateIf(isWhenSet('docker'))
   @ValidateNested()
   @Type(() => GcExecutorTlsDto)
@@ -322,7 +374,11 @@ export class GcExecutorDto {
     description:
       'docker (required): container name or id. kubernetes: the container in the pod (default: its only one).',
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description:
+      'docker (required): container name or id; kubernetes: the container in the pod (default: its only one).',
+  })
   @ValidateIf(
     (o: GcExecutorDto, v) => is('docker')(o) || (is('kubernetes')(o) && v !== undefined && v !== null),
   )
@@ -336,7 +392,10 @@ export class GcExecutorDto {
     maximum: 3600,
     description: 'docker: seconds the Engine waits before killing on stop/restart; default 10.',
   })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, {
+    nullable: true,
+    description: 'docker: seconds the Engine waits before killing on stop/restart; default 10.',
+  })
   @ValidateIf(isWhenSet('docker'))
   @IsInt()
   @Min(0)
@@ -347,7 +406,11 @@ export class GcExecutorDto {
     description:
       'docker, kubernetes: run commands under `sh -c` to learn their PID, so that cancelling a run kills the collector; default true. false for images without a shell.',
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description:
+      'docker, kubernetes: run commands under `sh -c` so that cancelling a run kills the collector; default true.',
+  })
   @ValidateIf(isWhenSet('docker', 'kubernetes'))
   @IsBoolean()
   killOnAbort?: boolean;
@@ -355,20 +418,23 @@ export class GcExecutorDto {
   @ApiPropertyOptional({
     description: "kubernetes: use the worker pod's service account instead of the kubeconfig secret.",
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description: 'kubernetes: use the worker pod’s service account instead of the kubeconfig secret.',
+  })
   @ValidateIf(isWhenSet('kubernetes'))
   @IsBoolean()
   inCluster?: boolean;
 
   @ApiPropertyOptional({ description: 'kubernetes (required): the namespace of the registry pod.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'kubernetes (required): the namespace of the registry pod.' })
   @ValidateIf(is('kubernetes'))
   @IsString()
   @Matches(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, { message: 'namespace must be a DNS label' })
   namespace?: string;
 
   @ApiPropertyOptional({ description: 'kubernetes (this or labelSelector): a fixed pod name.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'kubernetes (this or labelSelector): a fixed pod name.' })
   @ValidateIf(
     (o: GcExecutorDto, v) =>
       (is('kubernetes')(o) && !o.labelSelector) || (is('kubernetes')(o) && v !== undefined),
@@ -383,7 +449,11 @@ export class GcExecutorDto {
     description:
       'kubernetes (this or pod): picks a Running pod; needed for restart (delete the pods, wait for new Ready ones).',
   })
-  @Field({ nullable: true })
+  @Field({
+    nullable: true,
+    description:
+      'kubernetes (this or pod): picks a Running pod; needed for restart (delete the pods, wait for new Ready ones).',
+  })
   @ValidateIf(isWhenSet('kubernetes'))
   @IsString()
   @MinLength(1)
@@ -395,7 +465,10 @@ export class GcExecutorDto {
     maximum: 3600000,
     description: 'kubernetes: how long restart waits for Ready pods; default 300000.',
   })
-  @Field(() => Int, { nullable: true })
+  @Field(() => Int, {
+    nullable: true,
+    description: 'kubernetes: milliseconds restart waits for Ready pods; default 300000.',
+  })
   @ValidateIf(isWhenSet('kubernetes'))
   @IsInt()
   @Min(1000)
@@ -409,35 +482,35 @@ export class GcExecutorDto {
 })
 export class GcExecutorSecretsDto implements GcExecutorSecrets {
   @ApiPropertyOptional({ writeOnly: true, description: 'ssh: private key (OpenSSH or PEM).' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'ssh: private key (OpenSSH or PEM).' })
   @IsOptional()
   @IsString()
   @MaxLength(64 * 1024)
   privateKey?: string;
 
   @ApiPropertyOptional({ writeOnly: true, description: 'ssh: passphrase of the private key.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'ssh: passphrase of the private key.' })
   @IsOptional()
   @IsString()
   @MaxLength(4096)
   passphrase?: string;
 
   @ApiPropertyOptional({ writeOnly: true, description: 'ssh: password authentication.' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'ssh: password authentication.' })
   @IsOptional()
   @IsString()
   @MaxLength(4096)
   password?: string;
 
   @ApiPropertyOptional({ writeOnly: true, description: 'docker: TLS client key (PEM).' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'docker: TLS client key (PEM).' })
   @IsOptional()
   @IsString()
   @MaxLength(64 * 1024)
   tlsKey?: string;
 
   @ApiPropertyOptional({ writeOnly: true, description: 'kubernetes: kubeconfig YAML (unless inCluster).' })
-  @Field({ nullable: true })
+  @Field({ nullable: true, description: 'kubernetes: kubeconfig YAML (unless inCluster).' })
   @IsOptional()
   @IsString()
   @MaxLength(1024 * 1024)
@@ -448,11 +521,13 @@ export class GcExecutorSecretsDto implements GcExecutorSecrets {
   description: 'Which executor secrets are stored (never their values).',
 })
 export class GcExecutorSecretsStateView {
-  @ApiProperty() @Field() hasPrivateKey: boolean;
-  @ApiProperty() @Field() hasPassphrase: boolean;
-  @ApiProperty() @Field() hasPassword: boolean;
-  @ApiProperty() @Field() hasTlsKey: boolean;
-  @ApiProperty() @Field() hasKubeconfig: boolean;
+  @ApiProperty() @Field({ description: 'An ssh private key is stored.' }) hasPrivateKey: boolean;
+  @ApiProperty()
+  @Field({ description: 'A passphrase of the ssh private key is stored.' })
+  hasPassphrase: boolean;
+  @ApiProperty() @Field({ description: 'An ssh password is stored.' }) hasPassword: boolean;
+  @ApiProperty() @Field({ description: 'A docker TLS client key is stored.' }) hasTlsKey: boolean;
+  @ApiProperty() @Field({ description: 'A kubeconfig is stored.' }) hasKubeconfig: boolean;
 }
 
 @ObjectType('GcExecutorCapabilities', {
@@ -460,12 +535,14 @@ export class GcExecutorSecretsStateView {
     'What the executor can do for fencing and cache clearing; other fence modes are refused (FENCE_UNSUPPORTED).',
 })
 export class GcExecutorCapabilitiesView {
-  @ApiProperty({ description: 'Stop and start the registry (fence mode stop).' }) @Field() stop: boolean;
+  @ApiProperty({ description: 'Stop and start the registry (fence mode stop).' })
+  @Field({ description: 'Stop and start the registry (fence mode stop).' })
+  stop: boolean;
   @ApiProperty({ description: 'Start or restart it in read-only mode (fence mode readonly).' })
-  @Field()
+  @Field({ description: 'Start or restart it in read-only mode (fence mode readonly).' })
   readOnly: boolean;
   @ApiProperty({ description: 'Restart it (clears an in-memory blob descriptor cache).' })
-  @Field()
+  @Field({ description: 'Restart it (clears an in-memory blob descriptor cache).' })
   restart: boolean;
 }
 
