@@ -60,8 +60,9 @@ export class AppModule {
           context: graphqlContext,
           subscriptions: { 'graphql-ws': ws.options() },
           transformSchema: (schema) => ws.captureSchema(describeRootTypes(schema)),
-          // The auth guard must also run on field resolvers (a field can reach a registry).
-          fieldResolverEnhancers: ['guards'],
+          // The auth guard must also run on field resolvers (a field can reach a registry), and their
+          // errors get their codes like the root fields' (a bad cursor or limit is VALIDATION_FAILED).
+          fieldResolverEnhancers: ['guards', 'filters'],
         }),
         PrometheusModule.register({
           path: '/metrics',

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, adminRequest, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 import { ImagePusher } from './support/image-pusher.js';
 import { RegistryProcess } from './support/registry-process.js';
-import { encodeCursor } from '../src/common/cursor.js';
+import { encodeListCursor } from '../src/common/cursor.js';
+import { deliveriesCursorScope } from '../src/webhooks/webhooks.service.js';
 
 // The copy of graphql that built the schema (see auth-matrix.e2e-spec.ts).
 const { getNamedType, isEnumType, isInputObjectType, isListType, isNonNullType, isObjectType } =
@@ -265,11 +266,13 @@ describe('input the gateway refuses itself', () => {
           .send({ url: 'http://127.0.0.1:9/cursor', eventTypes: ['gc.*'] })
           .expect(201)
       ).body.id as string;
-      const cursor = encodeCursor({ seq: '9999999999999999999' });
-      const res = await http().get(`/api/v1/webhooks/${id}/deliveries?cursor=${cursor}`).expect(400);
+      const at = (seq: string) => encodeListCursor(deliveriesCursorScope(id, {}), { seq });
+      const res = await http()
+        .get(`/api/v1/webhooks/${id}/deliveries?cursor=${at('9999999999999999999')}`)
+        .expect(400);
       expect(res.body.error.code).toBe('VALIDATION_FAILED');
       await http()
-        .get(`/api/v1/webhooks/${id}/deliveries?cursor=${encodeCursor({ seq: '42' })}`)
+        .get(`/api/v1/webhooks/${id}/deliveries?cursor=${at('42')}`)
         .expect(200);
     });
   });

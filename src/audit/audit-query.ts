@@ -1,9 +1,9 @@
 import { accessScope, scopeCondition, scopeIsEmpty, SqlParams } from '../auth/access-scope.js';
 import type { Access } from '../auth/access.js';
-import { decodeCursor, encodeCursor } from '../common/cursor.js';
+import { decodeListCursor, encodeListCursor, type CursorScope } from '../common/cursor.js';
 import { ValidationError } from '../common/domain-error.js';
 import { prefixRange, repositoryMatch } from '../common/glob-sql.js';
-import { withoutNulls, type NullableFilter } from '../common/list-filter.js';
+import { checkTimeRange, withoutNulls, type NullableFilter } from '../common/list-filter.js';
 import type { AuditEventView } from './audit.dto.js';
 
 /*
@@ -91,6 +91,7 @@ export function auditPageSql(q: AuditQuery): AuditSql {
   const p = (v: unknown) => params.p(v);
   const where: string[] = [];
   const f = withoutNulls(q.filter);
+  checkTimeRange(f.from, f.to);
   if (f.registry !== undefined) where.push(`e.registry = ${p(f.registry)}`);
   if (f.repository !== undefined) {
     // COLLATE "C": byte order, the order of the (registry, repository, seq) index (migration 1795400000500).
@@ -139,12 +140,8 @@ export function auditPageSql(q: AuditQuery): AuditSql {
     );
   }
   if (q.maxSeq !== undefined) where.push(`e.seq <= ${p(q.maxSeq)}`);
-  const cursor = decodeCursor(q.cursor, isSeqCursor);
-  if (cursor) {
-    if ((sort === 'desc') !== 'before' in cursor)
-      throw new ValidationError('the cursor belongs to a list sorted the other way', { field: 'cursor' });
-    where.push('before' in cursor ? `e.seq < ${p(cursor.before)}` : `e.seq > ${p(cursor.after)}`);
-  }
+  const cursor = decodeListCursor(q.cursor, auditCursorScope(q), isSeqCursor);
+  if (cursor) where.push(sort === 'desc' ? `e.seq < ${p(cursor.seq)}` : `e.seq > ${p(cursor.seq)}`);
   const inScope = scopeCondition(scope, params, { registry: 'e.registry', repository: 'e.repository' });
   if (inScope) where.push(inScope);
   const sql = `SELECT ${COLUMNS} FROM audit_events e
@@ -157,18 +154,20 @@ export function auditPageSql(q: AuditQuery): AuditSql {
 /** The page's rows and the cursor of the next page, from the limit + 1 rows the query returned. */
 export function auditPage(
   rows: Row[],
-  q: Pick<AuditQuery, 'limit' | 'sort'>,
+  q: Pick<AuditQuery, 'filter' | 'limit' | 'sort'>,
 ): { items: AuditEventView[]; nextCursor: string | null } {
   const page = rows.slice(0, q.limit);
   const last = page.at(-1);
-  const seq = last ? Number(last.seq) : 0;
   return {
     items: page.map(auditRowView),
     nextCursor:
-      rows.length > q.limit && last
-        ? encodeCursor((q.sort ?? 'desc') === 'desc' ? { before: seq } : { after: seq })
-        : null,
+      rows.length > q.limit && last ? encodeListCursor(auditCursorScope(q), { seq: Number(last.seq) }) : null,
   };
+}
+
+/** What an audit cursor continues: this filter in this order (REST, GraphQL and exports alike). */
+function auditCursorScope(q: Pick<AuditQuery, 'filter' | 'sort'>): CursorScope {
+  return { list: 'audit-events', order: q.sort ?? 'desc', filter: withoutNulls(q.filter) };
 }
 
 export type AuditRow = Row;
@@ -196,8 +195,7 @@ export function auditRowView(r: Row): AuditEventView {
   };
 }
 
-function isSeqCursor(v: unknown): v is { before: number } | { after: number } {
-  const c = v as { before?: unknown; after?: unknown };
-  const ok = (n: unknown) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
-  return (c?.before !== undefined) !== (c?.after !== undefined) && ok(c.before ?? c.after);
+function isSeqCursor(v: unknown): v is { seq: number } {
+  const seq = (v as { seq?: unknown })?.seq;
+  return typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 0;
 }

@@ -18,7 +18,7 @@ import {
 import { IsOmittable } from '../common/omittable.js';
 import { PageQuery } from '../common/page-query.js';
 import { PERMISSIONS, ROLES, type Role } from './permissions.js';
-import { REGISTRY_NAME_RE, REPOSITORY_GLOB_RE } from './scope.js';
+import { REGISTRY_NAME_RE } from './scope.js';
 
 export const SUBJECT_TYPES = ['user', 'group', 'service_account'] as const;
 export const SERVICE_ACCOUNT_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -162,7 +162,6 @@ export class CreateRoleBindingDto {
   })
   @IsOptional()
   @IsString()
-  @Matches(REPOSITORY_GLOB_RE, { message: 'repository must be a repository glob' })
   repository?: string;
 
   @ApiPropertyOptional() @IsOptional() @IsString() @MaxLength(1000) description?: string;
@@ -180,7 +179,6 @@ export class UpdateRoleBindingDto {
   @ApiPropertyOptional({ type: String, nullable: true, description: 'null: the whole registry' })
   @ValidateIf((_, v) => v !== null && v !== undefined)
   @IsString()
-  @Matches(REPOSITORY_GLOB_RE, { message: 'repository must be a repository glob' })
   repository?: string | null;
 
   @ApiPropertyOptional({ type: String, nullable: true })

@@ -5,6 +5,7 @@ import { DataSource, EntityManager } from 'typeorm';
 import { auditBase, recordAudit } from '../audit/audit-event.js';
 import { createdPage } from '../common/cursor.js';
 import { ConflictError, NotFoundError, ValidationError } from '../common/domain-error.js';
+import { checkRepositoryGlob } from '../common/glob-sql.js';
 import type { RequestContext } from '../common/request-context.js';
 import {
   CreateRoleBindingDto,
@@ -14,7 +15,6 @@ import {
   UpdateRoleBindingDto,
 } from './auth.dto.js';
 import { BindingSubjectType, RoleBindingEntity, ServiceAccountEntity } from './auth.entity.js';
-import { repositoryGlobProblem } from './scope.js';
 import { createdBy, isUniqueViolation } from './service-accounts.service.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -80,7 +80,11 @@ export class RoleBindingsService {
     const { items, nextCursor } = await createdPage(qb, 'b', {
       limit: q.limit ?? 50,
       cursor: q.cursor,
-      desc: false,
+      scope: {
+        list: 'role-bindings',
+        order: 'asc',
+        filter: { subjectType: q.subjectType, subject: q.subject, role: q.role, registry: q.registry },
+      },
     });
     return { items: items.map((b) => bindingView(b, (b as WithAccount).account?.name ?? null)), nextCursor };
   }
@@ -155,8 +159,7 @@ type WithAccount = RoleBindingEntity & { account?: ServiceAccountEntity | null }
 function checkScope(registry: string | null, repository: string | null) {
   if (repository !== null && registry === null)
     throw new ValidationError('a repository glob needs a registry', { field: 'repository' });
-  const problem = repository !== null ? repositoryGlobProblem(repository) : null;
-  if (problem) throw new ValidationError(problem, { field: 'repository' });
+  if (repository !== null) checkRepositoryGlob(repository);
 }
 
 /** Users and groups are whatever the identity provider says; service accounts must exist (id or name). */

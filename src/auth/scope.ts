@@ -1,6 +1,9 @@
 import picomatch from 'picomatch';
 import { z } from 'zod';
+import { repositoryGlobProblem } from '../common/glob-sql.js';
 import { ROLES, Role } from './permissions.js';
+
+export { repositoryGlobProblem };
 
 /*
  * Scopes of role bindings, and the OIDC_GROUP_ROLES mapping. Pure (no Nest), so the config schema can
@@ -9,24 +12,10 @@ import { ROLES, Role } from './permissions.js';
 
 /** Same rule as registry names (REGISTRY_NAME_RE): bindings name registries that may not exist yet. */
 export const REGISTRY_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-export const REPOSITORY_GLOB_RE = /^[a-z0-9._/*?[\]{},-]{1,255}$/;
 
 /** Repository globs: `team-a/**` covers team-a itself and everything below it. No negation. */
 export function repositoryMatcher(glob: string): (repository: string) => boolean {
   return picomatch(glob, { dot: true, nonegate: true });
-}
-
-/** Why a repository glob is not acceptable, or null. */
-export function repositoryGlobProblem(glob: string): string | null {
-  if (!REPOSITORY_GLOB_RE.test(glob))
-    return 'a repository glob has at most 255 lower-case letters, digits, "._-/" and the glob characters "*?[]{},"';
-  if (glob.startsWith('/') || glob.endsWith('/')) return 'a repository glob neither starts nor ends with "/"';
-  try {
-    picomatch.makeRe(glob);
-  } catch {
-    return 'the repository glob does not compile';
-  }
-  return null;
 }
 
 /** How the wildcard path after `/repositories/` is read: by the catalog (GET) or by deletes (DELETE). */

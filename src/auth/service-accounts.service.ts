@@ -3,7 +3,7 @@ import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager, In, MoreThan, QueryFailedError } from 'typeorm';
 import { auditBase, recordAudit } from '../audit/audit-event.js';
-import { decodeCursor, encodeCursor } from '../common/cursor.js';
+import { decodeListCursor, encodeListCursor, type CursorScope } from '../common/cursor.js';
 import { ConflictError, NotFoundError, ValidationError } from '../common/domain-error.js';
 import type { RequestContext } from '../common/request-context.js';
 import { generateApiToken } from './api-token.js';
@@ -60,7 +60,10 @@ export class ServiceAccountsService {
   /** A page of the accounts by name (unique: the cursor is the last name), each with its tokens. */
   async list(q: ServiceAccountQueryDto): Promise<ServiceAccountList> {
     const limit = q.limit ?? 50;
-    const after = decodeCursor(q.cursor, isNameCursor);
+    // A cursor handed out before cursors named their list ({name}) could only come from this one.
+    const after = decodeListCursor(q.cursor, ACCOUNTS, isNameCursor, (v) =>
+      isNameCursor(v) ? v : undefined,
+    );
     const rows = await this.ds.getRepository(ServiceAccountEntity).find({
       where: after ? { name: MoreThan(after.name) } : {},
       order: { name: 'ASC' },
@@ -80,7 +83,7 @@ export class ServiceAccountsService {
           tokens.filter((t) => t.serviceAccountId === a.id),
         ),
       ),
-      nextCursor: rows.length > limit ? encodeCursor({ name: page[limit - 1].name }) : null,
+      nextCursor: rows.length > limit ? encodeListCursor(ACCOUNTS, { name: page[limit - 1].name }) : null,
     };
   }
 
@@ -245,6 +248,9 @@ function accountView(a: ServiceAccountEntity, tokens: ServiceAccountTokenEntity[
     tokens: tokens.map(tokenView),
   };
 }
+
+/** Service accounts by name: no filter. */
+const ACCOUNTS: CursorScope = { list: 'service-accounts', order: 'asc' };
 
 function isNameCursor(v: unknown): v is { name: string } {
   const name = (v as { name?: unknown } | null)?.name;

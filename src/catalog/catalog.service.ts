@@ -1,10 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import pLimit from 'p-limit';
-import picomatch from 'picomatch';
+import { repositoryMatcher } from '../auth/scope.js';
 import { AppConfig } from '../config/app-config.js';
 import { decodeCursor, encodeCursor } from '../common/cursor.js';
 import { ValidationError } from '../common/domain-error.js';
+import { checkRepositoryGlob, isGlob } from '../common/glob-sql.js';
 import { catalogPageKey, RegistryClient } from '../registries/client/registry-client.js';
 import {
   Descriptor,
@@ -388,7 +389,11 @@ export class CatalogService {
 
 function matcher(q: string | undefined): (name: string) => boolean {
   if (!q) return () => true;
-  if (/[*?[\]{}]/.test(q)) return picomatch(q);
+  if (isGlob(q)) {
+    // The glob check of role bindings and filters, and their matching.
+    checkRepositoryGlob(q, 'q');
+    return repositoryMatcher(q);
+  }
   const needle = q.toLowerCase();
   return (name) => name.includes(needle);
 }

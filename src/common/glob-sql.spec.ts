@@ -1,6 +1,6 @@
 import picomatch from 'picomatch';
 import { describe, expect, it } from 'vitest';
-import { globToRegex, repositoryMatch } from './glob-sql.js';
+import { globToRegex, repositoryGlobProblem, repositoryMatch } from './glob-sql.js';
 
 const NAMES = [
   'team-a',
@@ -78,7 +78,13 @@ describe('repository globs as SQL regular expressions', () => {
     'a]b',
     "a'b",
     'a\\b',
-  ])('refuses %s', (glob) => {
+    'team-[a/**',
+    'team-{a/**',
+    'team-a//x',
+    'team-a/(x|y)',
+  ])('refuses %s, as a filter and as a binding', (glob) => {
     expect(() => globToRegex(glob)).toThrow(expect.objectContaining({ code: 'VALIDATION_FAILED' }));
+    expect(() => repositoryMatch(glob)).toThrow(expect.objectContaining({ code: 'VALIDATION_FAILED' }));
+    expect(repositoryGlobProblem(glob)).toEqual(expect.any(String));
   });
 });

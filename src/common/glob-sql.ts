@@ -6,6 +6,11 @@ import { ValidationError } from './domain-error.js';
  * runs in SQL instead of reading every row into the process. Only the subset that repository names can
  * use is translated; anything else is refused rather than guessed (glob-sql.spec.ts checks the
  * translation against picomatch itself).
+ *
+ * This is also the one check of every repository glob the gateway takes (role bindings, OIDC_GROUP_ROLES,
+ * webhook subscriptions, list filters, the catalog's `q`): what it accepts, picomatch and this translation
+ * match alike, so a string is accepted or refused everywhere, with the same message. A plain name is its
+ * own glob and passes the same check.
  */
 
 const GLOB_CHARS = /[*?[\]{}]/;
@@ -30,10 +35,32 @@ export function isGlob(value: string): boolean {
   return GLOB_CHARS.test(value);
 }
 
-/** How to filter a repository column by `glob`. Throws VALIDATION_FAILED on a glob it cannot translate. */
+/**
+ * Why `glob` is not a repository name or glob the gateway takes, or null: the one check of every
+ * repository glob (role bindings, webhook subscriptions, filters).
+ */
+export function repositoryGlobProblem(glob: string): string | null {
+  try {
+    translate(glob);
+    return null;
+  } catch (err) {
+    if (err instanceof GlobProblem) return err.message;
+    throw err;
+  }
+}
+
+/** VALIDATION_FAILED (`<field>: <problem>`, details.field) unless `glob` is a repository name or glob. */
+export function checkRepositoryGlob(glob: string, field = 'repository'): void {
+  globToRegex(glob, field);
+}
+
+/**
+ * How to filter a repository column by `glob` (or a plain name). Throws VALIDATION_FAILED on what is
+ * neither a repository name nor a glob it can translate: such a filter would match nothing.
+ */
 export function repositoryMatch(glob: string, field = 'repository'): RepositoryMatch {
-  if (!isGlob(glob)) return { exact: glob };
   const regex = globToRegex(glob, field);
+  if (!isGlob(glob)) return { exact: glob };
   // `team-a/**` also matches `team-a`: the literal prefix stops before a trailing "/".
   const prefix = glob.slice(0, glob.search(GLOB_CHARS)).replace(/\/$/, '');
   return prefix ? { regex, range: prefixRange(prefix) } : { regex };
@@ -47,18 +74,29 @@ export function prefixRange(prefix: string): { from: string; to: string } {
 
 /** `^…$` for the glob; throws VALIDATION_FAILED when it uses syntax outside the supported subset. */
 export function globToRegex(glob: string, field = 'repository'): string {
+  try {
+    return translate(glob);
+  } catch (err) {
+    if (err instanceof GlobProblem) throw new ValidationError(`${field}: ${err.message}`, { field });
+    throw err;
+  }
+}
+
+function translate(glob: string): string {
   if (!ALLOWED.test(glob))
-    throw invalid(field, 'a repository glob has lower-case letters, digits, "._-/" and "*?[]{},"');
+    throw new GlobProblem(
+      'a repository name or glob has 1 to 255 characters: lower-case letters, digits, "._-/" and the glob characters "*?[]{},"',
+    );
   if (glob.startsWith('/') || glob.endsWith('/'))
-    throw invalid(field, 'a repository glob neither starts nor ends with "/"');
-  return `^${segments(glob, field)}$`;
+    throw new GlobProblem('a repository name or glob neither starts nor ends with "/"');
+  return `^${segments(glob)}$`;
 }
 
 /**
  * Splits on `/` outside braces and translates segment by segment, because `**` means "any number of
  * segments" only as a whole segment, and then also matches none: `a/**` matches `a`, `a/**\/b` matches `a/b`.
  */
-function segments(glob: string, field: string): string {
+function segments(glob: string): string {
   // `a/**/**/b` is `a/**/b`.
   const parts = splitTopLevel(glob, '/').filter((p, i, all) => !(p === '**' && all[i - 1] === '**'));
   let out = '';
@@ -74,14 +112,14 @@ function segments(glob: string, field: string): string {
     }
     const previousWasGlobstar = !first && parts[i - 1] === '**';
     if (!first && !previousWasGlobstar) out += '/';
-    if (part === '') throw invalid(field, 'a repository glob has no empty path segments');
-    out += segment(part, field);
+    if (part === '') throw new GlobProblem('a repository name or glob has no empty path segments ("//")');
+    out += segment(part);
   });
   return out;
 }
 
 /** One path segment: literals, `*` (any run of characters but `/`), `?`, `[class]` and `{a,b}`. */
-function segment(part: string, field: string): string {
+function segment(part: string): string {
   let out = '';
   for (let i = 0; i < part.length; i++) {
     const c = part[i];
@@ -92,24 +130,24 @@ function segment(part: string, field: string): string {
     } else if (c === '?') out += '[^/]';
     else if (c === '[') {
       const end = part.indexOf(']', i + 1);
-      const body = end === -1 ? '' : part.slice(i + 1, end);
+      if (end === -1) throw new GlobProblem('a "[" has no matching "]"');
+      const body = part.slice(i + 1, end);
       if (!CLASS_BODY.test(body) || /^-|-$/.test(body))
-        throw invalid(field, 'a character class holds letters, digits, "._" and ranges such as [a-z]');
+        throw new GlobProblem('a character class holds letters, digits, "._" and ranges such as [a-z]');
       out += `[${body.replace(/\./g, '\\.')}]`;
       i = end;
     } else if (c === '{') {
       const end = closingBrace(part, i);
-      if (end === -1) throw invalid(field, 'a "{" has no matching "}"');
+      if (end === -1) throw new GlobProblem('a "{" has no matching "}"');
       const body = part.slice(i + 1, end);
       const options = splitTopLevel(body, ',');
       if (options.length < 2 || body.includes('..'))
-        throw invalid(
-          field,
+        throw new GlobProblem(
           'braces list two or more alternatives, e.g. {api,web}; ranges are not supported',
         );
-      out += `(?:${options.map((o) => (o === '' ? '' : segment(o, field))).join('|')})`;
+      out += `(?:${options.map((o) => (o === '' ? '' : segment(o))).join('|')})`;
       i = end;
-    } else if (c === ']' || c === '}' || c === ',') throw invalid(field, `unexpected "${c}" in the glob`);
+    } else if (c === ']' || c === '}' || c === ',') throw new GlobProblem(`unexpected "${c}" in the glob`);
     else out += c === '.' ? '\\.' : c;
   }
   return out;
@@ -140,6 +178,5 @@ function splitTopLevel(s: string, sep: string): string[] {
   return out;
 }
 
-function invalid(field: string, message: string): ValidationError {
-  return new ValidationError(`${field}: ${message}`, { field });
-}
+/** What translate() found wrong, before it is a VALIDATION_FAILED naming the field. */
+class GlobProblem extends Error {}

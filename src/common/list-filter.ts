@@ -29,3 +29,12 @@ export function instant(value: string, field: string): Date {
   if (Number.isNaN(d.getTime())) throw new ValidationError(`${field} is not a valid time`, { field });
   return d;
 }
+
+/**
+ * A list's time range, `from` inclusive and `to` exclusive: a backwards (or empty) one is refused, as by
+ * reclaimedSpace, rather than answered with an empty list.
+ */
+export function checkTimeRange(from: Date | undefined, to: Date | undefined): void {
+  if (from !== undefined && to !== undefined && from.getTime() >= to.getTime())
+    throw new ValidationError('from must be before to', { field: 'from' });
+}

@@ -7,12 +7,13 @@ import {
   createdAfter,
   createdMicros,
   decodeCreatedCursor,
-  decodeCursor,
+  decodeListCursor,
   encodeCreatedCursor,
-  encodeCursor,
+  encodeListCursor,
+  type CursorScope,
 } from '../common/cursor.js';
 import { repositoryMatch } from '../common/glob-sql.js';
-import { withoutNulls, type NullableFilter } from '../common/list-filter.js';
+import { checkTimeRange, withoutNulls, type NullableFilter } from '../common/list-filter.js';
 import type { SortOrder } from '../common/graphql-types.js';
 import type { RequestContext } from '../common/request-context.js';
 import type { DeletionItemView, DeletionRequestView } from './deletion.dto.js';
@@ -89,6 +90,16 @@ export class DeletionReader {
     ctx: RequestContext,
   ): Promise<{ items: DeletionRequestView[]; nextCursor: string | null }> {
     const filter = withoutNulls(given);
+    checkTimeRange(filter.from, filter.to);
+    // One status list however it is given: [failed] from REST, any order and repeats from GraphQL.
+    const statuses = filter.status?.length ? [...new Set(filter.status)].sort() : undefined;
+    const scope: CursorScope = {
+      list: 'deletions',
+      order: opts.sort === 'desc' ? 'desc' : 'asc',
+      filter: { ...filter, status: statuses },
+    };
+    const desc = scope.order === 'desc';
+    const cursor = decodeCreatedCursor(opts.cursor, scope);
     const params = new SqlParams();
     const p = (v: unknown) => params.p(v);
     const where: string[] = [];
@@ -97,7 +108,7 @@ export class DeletionReader {
     if (visible) where.push(visible);
     if (filter.registry !== undefined) where.push(`r.registry = ${p(filter.registry)}`);
     if (filter.actor !== undefined) where.push(`r.actor_id = ${p(filter.actor)}`);
-    if (filter.status?.length) where.push(`r.status = ANY(${p(filter.status)}::text[])`);
+    if (statuses) where.push(`r.status = ANY(${p(statuses)}::text[])`);
     if (filter.from !== undefined) where.push(`r.created_at >= ${p(filter.from)}`);
     if (filter.to !== undefined) where.push(`r.created_at < ${p(filter.to)}`);
     if (filter.repository !== undefined) {
@@ -108,8 +119,6 @@ export class DeletionReader {
         })`,
       );
     }
-    const desc = opts.sort === 'desc';
-    const cursor = decodeCreatedCursor(opts.cursor, desc);
     if (cursor) where.push(createdAfter('r', p(cursor.us), p(cursor.id), desc));
     const dir = desc ? 'DESC' : 'ASC';
     const rows = (await this.ds.query(
@@ -124,7 +133,7 @@ export class DeletionReader {
     return {
       items: page.map(toRequestView),
       nextCursor:
-        rows.length > opts.limit && last ? encodeCreatedCursor(last.created_us, last.id, desc) : null,
+        rows.length > opts.limit && last ? encodeCreatedCursor(scope, last.created_us, last.id) : null,
     };
   }
 
@@ -145,19 +154,30 @@ export class DeletionReader {
 
   /**
    * Pages of items of many requests at once. Keys with the same page arguments share one query that
-   * reads, per request, only the rows of its page (the (request_id, position) index).
+   * reads, per request, only the rows of its page (the (request_id, position) index). A key whose cursor
+   * is not one of its own request's items (with the same status) gets its error, the others their page.
    */
-  async items(keys: readonly ItemsKey[]): Promise<ItemsPage[]> {
+  async items(keys: readonly ItemsKey[]): Promise<(ItemsPage | Error)[]> {
     const groups = new Map<string, ItemsKey[]>();
+    const positions = new Map<ItemsKey, number>();
+    const refused = new Map<ItemsKey, Error>();
     for (const k of keys) {
-      const g = `${k.limit}|${k.cursor ?? ''}|${k.status ?? ''}`;
+      let after: number;
+      try {
+        after = decodeListCursor(k.cursor, itemsCursorScope(k), isItemCursor)?.after ?? -1;
+      } catch (err) {
+        refused.set(k, err as Error);
+        continue;
+      }
+      positions.set(k, after);
+      const g = `${k.limit}|${after}|${k.status ?? ''}`;
       groups.set(g, [...(groups.get(g) ?? []), k]);
     }
     const pages = new Map<ItemsKey, ItemsPage>();
     await Promise.all(
       [...groups.values()].map(async (group) => {
-        const { limit, cursor, status } = group[0];
-        const after = decodeCursor(cursor, isItemCursor)?.after ?? -1;
+        const { limit, status } = group[0];
+        const after = positions.get(group[0])!;
         const ids = [...new Set(group.map((k) => k.requestId))];
         const rows = (await this.ds.query(
           `SELECT i.* FROM unnest($1::uuid[]) AS r(id)
@@ -179,12 +199,15 @@ export class DeletionReader {
           const last = items.at(-1);
           pages.set(k, {
             items,
-            nextCursor: all.length > limit && last ? encodeCursor({ after: last.position }) : null,
+            nextCursor:
+              all.length > limit && last
+                ? encodeListCursor(itemsCursorScope(k), { after: last.position })
+                : null,
           });
         }
       }),
     );
-    return keys.map((k) => pages.get(k)!);
+    return keys.map((k) => refused.get(k) ?? pages.get(k)!);
   }
 
   /**
@@ -260,6 +283,16 @@ function toItemEntity(r: Record<string, unknown>): DeletionItemEntity {
     errorMessage: r.error_message as string | null,
     updatedAt: r.updated_at as Date,
     finishedAt: r.finished_at as Date | null,
+  };
+}
+
+/** A request's items continue only with the same request and status filter, in request order. */
+function itemsCursorScope(k: Pick<ItemsKey, 'requestId' | 'status'>): CursorScope {
+  return {
+    list: 'deletion-items',
+    order: 'asc',
+    filter: { status: k.status },
+    parent: { kind: 'deletion request', id: k.requestId },
   };
 }
 

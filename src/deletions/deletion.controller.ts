@@ -136,6 +136,7 @@ export class DeletionController {
     const [page] = await this.reader.items([
       { requestId: p.id, limit: q.limit ?? 100, cursor: q.cursor, status: q.status },
     ]);
+    if (page instanceof Error) throw page;
     return page;
   }
 

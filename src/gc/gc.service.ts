@@ -262,7 +262,7 @@ export class GcService {
     const { items, nextCursor } = await createdPage(qb, 'r', {
       limit: q.limit ?? 50,
       cursor: q.cursor,
-      desc: true,
+      scope: { list: 'gc-runs', order: 'desc', filter: { registry: q.registry, status: q.status } },
     });
     return { items: items.map((r) => toView(r)), nextCursor };
   }

@@ -3,9 +3,9 @@ import { EventEmitter2 } from '@nestjs/event-emitter';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityManager } from 'typeorm';
 import { AUDIT_APPEND_LOCK, auditBase, recordAudit } from '../audit/audit-event.js';
-import { repositoryGlobProblem } from '../auth/scope.js';
-import { decodeCursor, encodeCursor } from '../common/cursor.js';
-import { ConflictError, DomainError, NotFoundError, ValidationError } from '../common/domain-error.js';
+import { decodeListCursor, encodeListCursor, type CursorScope } from '../common/cursor.js';
+import { ConflictError, DomainError, NotFoundError } from '../common/domain-error.js';
+import { checkRepositoryGlob } from '../common/glob-sql.js';
 import type { RequestContext } from '../common/request-context.js';
 import { withoutNulls } from '../common/list-filter.js';
 import { SecretBox } from '../common/secret-box.js';
@@ -186,8 +186,9 @@ export class WebhooksService {
     const q = withoutNulls(given);
     await this.find(this.ds.manager, id);
     const limit = q.limit ?? 50;
+    const scope = deliveriesCursorScope(id, q);
     // A position in the bigint sequence: digits, no larger than the column takes.
-    const after = decodeCursor(q.cursor, (v): v is { seq: string } => {
+    const after = decodeListCursor(q.cursor, scope, (v): v is { seq: string } => {
       const seq = String((v as { seq?: unknown })?.seq);
       return /^\d{1,19}$/.test(seq) && BigInt(seq) <= MAX_BIGINT;
     });
@@ -206,7 +207,7 @@ export class WebhooksService {
     const last = page.at(-1);
     return {
       items: page.map(deliveryView),
-      nextCursor: rows.length > limit && last ? encodeCursor({ seq: last.seq }) : null,
+      nextCursor: rows.length > limit && last ? encodeListCursor(scope, { seq: last.seq }) : null,
     };
   }
 
@@ -323,6 +324,19 @@ export class WebhooksService {
   }
 }
 
+/** A subscription's deliveries, newest first: a cursor continues only its own subscription and filter. */
+export function deliveriesCursorScope(
+  subscriptionId: string,
+  q: Pick<DeliveryQueryDto, 'status' | 'eventType'>,
+): CursorScope {
+  return {
+    list: 'webhook-deliveries',
+    order: 'desc',
+    filter: { status: q.status, eventType: q.eventType },
+    parent: { kind: 'webhook subscription', id: subscriptionId },
+  };
+}
+
 function notFound(id: string): DomainError {
   return new NotFoundError('WEBHOOK_NOT_FOUND', `no webhook subscription ${id}`, { id });
 }
@@ -340,8 +354,7 @@ function checkedEventTypes(types: string[]): string[] {
 
 function checkedRepository(glob: string | null): string | null {
   if (glob === null) return null;
-  const problem = repositoryGlobProblem(glob);
-  if (problem) throw new ValidationError(`repository: ${problem}`, { field: 'repository' });
+  checkRepositoryGlob(glob);
   return glob;
 }
 
