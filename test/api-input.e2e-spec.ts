@@ -109,6 +109,17 @@ describe('input the gateway refuses itself', () => {
   });
 
   describe('GraphQL errors', () => {
+    it('a date filter that is not an ISO date-time says so', async () => {
+      for (const query of [
+        'query { auditEvents(filter: { from: "yesterday" }) { items { id } } }',
+        'query { deletions(filter: { to: "soon" }) { items { id } } }',
+      ]) {
+        const [e] = (await gql(query)).errors ?? [];
+        expect(e?.extensions?.code).toBe('VALIDATION_FAILED');
+        expect(e?.message).toMatch(/(from|to) must be an ISO 8601 date-time/);
+      }
+    });
+
     it("carry the request's id, as REST error bodies do: resolver errors and documents that never ran", async () => {
       for (const [i, query] of [
         'query { gcRun(id: "not-a-uuid") { id } }',

@@ -10,6 +10,7 @@ import {
 } from '@nestjs/graphql';
 import { IsDate, IsEnum, IsOptional, IsString, MaxLength } from 'class-validator';
 import { GraphQLJSONObject } from 'graphql-scalars';
+import { ISO_DATE_TIME } from '../common/graphql-types.js';
 import type { AuditEventView } from './audit.dto.js';
 
 /*
@@ -179,12 +180,12 @@ export class AuditEventFilterInput {
 
   @Field(() => GraphQLISODateTime, { nullable: true, description: 'At or after (inclusive).' })
   @IsOptional()
-  @IsDate()
+  @IsDate({ message: ISO_DATE_TIME })
   from?: Date;
 
   @Field(() => GraphQLISODateTime, { nullable: true, description: 'Before (exclusive).' })
   @IsOptional()
-  @IsDate()
+  @IsDate({ message: ISO_DATE_TIME })
   to?: Date;
 }
 

@@ -46,3 +46,6 @@ export function pageLimit(limit: number | null | undefined, fallback: number, ma
 
 /** An ISO string of a REST view as the Date the DateTime scalar serializes. */
 export const asDate = (iso: string | null): Date | null => (iso === null ? null : new Date(iso));
+
+/** What a DateTime filter argument that is not one is told (the scalar leaves an Invalid Date). */
+export const ISO_DATE_TIME = '$property must be an ISO 8601 date-time, e.g. 2026-11-01T00:00:00Z';

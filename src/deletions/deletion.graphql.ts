@@ -24,7 +24,7 @@ import {
   Min,
   ValidateNested,
 } from 'class-validator';
-import { asDate } from '../common/graphql-types.js';
+import { asDate, ISO_DATE_TIME } from '../common/graphql-types.js';
 import {
   MAX_BODY_ITEMS,
   MAX_DELETIONS_BOUND,
@@ -254,12 +254,12 @@ export class DeletionFilterInput {
 
   @Field(() => GraphQLISODateTime, { nullable: true, description: 'Created at or after.' })
   @IsOptional()
-  @IsDate()
+  @IsDate({ message: ISO_DATE_TIME })
   from?: Date;
 
   @Field(() => GraphQLISODateTime, { nullable: true, description: 'Created before.' })
   @IsOptional()
-  @IsDate()
+  @IsDate({ message: ISO_DATE_TIME })
   to?: Date;
 }
 
