@@ -77,4 +77,15 @@ describe('the repository of a catalog path, for the guard and the handler alike'
     expect(manifest.body.repository).toBe('team-a/api/tags');
     await get('viewer-api-tags', 'team-a/api/tags').expect(403);
   });
+
+  it('reads slashes sent as %2F (as generated OpenAPI clients send the {path} parameter) as slashes, for the guard too', async () => {
+    const own = await get('viewer-api', 'team-a%2Fapi/tags').expect(200);
+    expect(own.body.repository).toBe('team-a/api');
+    expect(own.body.items.map((t: { name: string }) => t.name)).toEqual(['v1']);
+    const encoded = await get('viewer-api', 'team-a%2Fapi%2Ftags%2Ftags').expect(403);
+    expect(encoded.body.error.details).toMatchObject({ registry: 'alpha', repository: 'team-a/api/tags' });
+    expect((await get('viewer-api-tags', 'team-a%2Fapi%2Ftags/tags').expect(200)).body.repository).toBe(
+      'team-a/api/tags',
+    );
+  });
 });
