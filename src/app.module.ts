@@ -23,6 +23,7 @@ import { graphqlContext, GraphqlWsTransport } from './common/graphql-transport.j
 import { describeRootTypes } from './common/graphql-types.js';
 import { HttpMetrics } from './common/http-metrics.js';
 import { pinoOptions } from './common/logging.module.js';
+import { StoredGlobsCheck } from './common/stored-globs.check.js';
 import { MetricsController } from './common/metrics.controller.js';
 import { AppConfig } from './config/app-config.js';
 import { NotificationsModule } from './database/notifications.js';
@@ -82,7 +83,7 @@ export class AppModule {
         AuditModule,
         WebhooksModule,
       ],
-      providers: [HttpMetrics],
+      providers: [HttpMetrics, StoredGlobsCheck],
     };
   }
 }

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter2 } from '@nestjs/event-emitter';
 import request from 'supertest';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Logger } from '@nestjs/common';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuditableEvent, recordAuditBatch } from '../src/audit/audit-event.js';
 import { encodeCursor } from '../src/common/cursor.js';
 import { isGlob } from '../src/common/glob-sql.js';
+import { StoredGlobsCheck } from '../src/common/stored-globs.check.js';
 import { adminRequest, testConfig, TestEnvironment, TestGateway, startApi } from './support/gateway.js';
 
 /*
@@ -382,6 +384,51 @@ describe('list arguments', () => {
           .expect(201);
         await http().get('/api/v1/audit-events').query({ repository: glob }).expect(200);
         expect((await auditPage('filter: $f', { f: { repository: glob } })).errors).toBeUndefined();
+      }
+    });
+
+    it('names, at start, the globs stored before the check that it now refuses', async () => {
+      const binding = (
+        await http()
+          .post('/api/v1/role-bindings')
+          .send({
+            subject: { type: 'group', id: 'stored' },
+            role: 'viewer',
+            registry: 'alpha',
+            repository: 'ops/*',
+          })
+          .expect(201)
+      ).body.id as string;
+      const webhook = (
+        await http()
+          .post('/api/v1/webhooks')
+          .send({ url: 'http://127.0.0.1:9/stored', eventTypes: ['gc.*'], repository: 'ops/*' })
+          .expect(201)
+      ).body.id as string;
+      // As an earlier version stored them.
+      await env.query(`UPDATE role_bindings SET repository = 'team-[a/**' WHERE id = $1`, [binding]);
+      await env.query(`UPDATE webhook_subscriptions SET repository = 'team-{a/**' WHERE id = $1`, [webhook]);
+      const check = gw.app.get(StoredGlobsCheck);
+      expect(await check.refused()).toEqual(
+        expect.arrayContaining([
+          { kind: 'role binding', id: binding, repository: 'team-[a/**' },
+          { kind: 'webhook', id: webhook, repository: 'team-{a/**' },
+        ]),
+      );
+      const warn = vi.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+      try {
+        await check.onApplicationBootstrap();
+        const said = warn.mock.calls.map(([m]) => String(m));
+        expect(said).toEqual(
+          expect.arrayContaining([
+            expect.stringContaining(`role binding ${binding} has the repository glob "team-[a/**"`),
+            expect.stringContaining(`PATCH /api/v1/webhooks/${webhook}`),
+          ]),
+        );
+      } finally {
+        warn.mockRestore();
+        await env.query(`DELETE FROM role_bindings WHERE id = $1`, [binding]);
+        await env.query(`DELETE FROM webhook_subscriptions WHERE id = $1`, [webhook]);
       }
     });
 
