@@ -443,6 +443,28 @@ describe('list arguments', () => {
     });
   });
 
+  describe('the audit filter over REST', () => {
+    it('takes actorType as GraphQL does', async () => {
+      const viaGraphql = await gql<{ auditEvents: { items: { seq: number }[] } }>(
+        'query { auditEvents(filter: { actorType: system }, limit: 500) { items { seq } } }',
+      );
+      const seqs = viaGraphql.data!.auditEvents.items.map((e) => e.seq);
+      expect(seqs.length).toBeGreaterThan(0);
+      const rest = await http()
+        .get('/api/v1/audit-events')
+        .query({ actorType: 'system', limit: 500 })
+        .expect(200);
+      const items = rest.body.items as { seq: number; actor: { type: string } }[];
+      expect(items.map((e) => e.seq)).toEqual(seqs);
+      expect(new Set(items.map((e) => e.actor.type))).toEqual(new Set(['system']));
+      const all = await http().get('/api/v1/audit-events').query({ limit: 500 }).expect(200);
+      expect(all.body.items.length).toBeGreaterThan(items.length);
+      expect((await http().get('/api/v1/audit-events?actorType=robot').expect(400)).body.error.code).toBe(
+        'VALIDATION_FAILED',
+      );
+    });
+  });
+
   describe('time ranges', () => {
     const HOUR = 3_600_000;
     const later = new Date(Date.now() + HOUR).toISOString();

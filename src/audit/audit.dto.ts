@@ -29,6 +29,11 @@ export class AuditEventQueryDto extends PageQuery(AUDIT_PAGE_MAX, 100) {
   @MaxLength(255)
   actor?: string;
 
+  @ApiPropertyOptional({ enum: AUDIT_ACTOR_TYPES, description: 'Only actors of this kind' })
+  @IsOptional()
+  @IsIn(AUDIT_ACTOR_TYPES)
+  actorType?: (typeof AUDIT_ACTOR_TYPES)[number];
+
   @ApiPropertyOptional({
     example: 'deletion.requested',
     description: 'An action, or every action under a prefix: deletion.*',

@@ -170,6 +170,7 @@ export function auditFilterOf(q: AuditEventQueryDto): AuditFilter {
     registry: q.registry,
     repository: q.repository,
     actor: q.actor,
+    actorType: q.actorType,
     action: q.action,
     outcome: q.outcome,
     subjectType: q.subjectType,
