@@ -49,6 +49,16 @@ type GqlRequest = object;
  * image-delete.controller.ts), plus lists narrowed to what the caller may read, paged items loaded in one
  * query per page, and a subscription that streams a request's progress.
  */
+/** The arguments deleteImage and deleteTag share. */
+const REGISTRY_ARG = { description: 'Registry name' };
+const REPOSITORY_ARG = { description: 'Repository name' };
+const DRY_RUN_ARG = { defaultValue: false, description: 'Store the plan (status planned) without acting' };
+const REASON_ARG = {
+  type: () => String,
+  nullable: true,
+  description: 'Why: kept with the request and in the audit trail',
+};
+
 @Resolver(() => DeletionObject)
 export class DeletionResolver {
   constructor(
@@ -143,18 +153,12 @@ export class DeletionResolver {
   })
   @RequirePermission('deletions:create', { registryParam: 'registry', repositoryParam: 'repository' })
   async deleteImage(
-    @Args('registry', { description: 'Registry name' }) registry: string,
-    @Args('repository', { description: 'Repository name' }) repository: string,
+    @Args('registry', REGISTRY_ARG) registry: string,
+    @Args('repository', REPOSITORY_ARG) repository: string,
     @Args('reference', { description: 'A tag or a digest' }) reference: string,
     @Ctx() ctx: RequestContext,
-    @Args('dryRun', { defaultValue: false, description: 'Store the plan (status planned) without acting' })
-    dryRun?: boolean,
-    @Args('reason', {
-      type: () => String,
-      nullable: true,
-      description: 'Why: kept with the request and in the audit trail',
-    })
-    reason?: string,
+    @Args('dryRun', DRY_RUN_ARG) dryRun?: boolean,
+    @Args('reason', REASON_ARG) reason?: string,
   ): Promise<DeletionObject> {
     const view = await this.service.createOne(
       { registry, items: [{ repository, reference, kind: 'manifest' }], dryRun, reason: reason ?? undefined },
@@ -169,18 +173,12 @@ export class DeletionResolver {
   })
   @RequirePermission('deletions:create', { registryParam: 'registry', repositoryParam: 'repository' })
   async deleteTag(
-    @Args('registry', { description: 'Registry name' }) registry: string,
-    @Args('repository', { description: 'Repository name' }) repository: string,
+    @Args('registry', REGISTRY_ARG) registry: string,
+    @Args('repository', REPOSITORY_ARG) repository: string,
     @Args('tag', { description: 'The tag to remove' }) tag: string,
     @Ctx() ctx: RequestContext,
-    @Args('dryRun', { defaultValue: false, description: 'Store the plan (status planned) without acting' })
-    dryRun?: boolean,
-    @Args('reason', {
-      type: () => String,
-      nullable: true,
-      description: 'Why: kept with the request and in the audit trail',
-    })
-    reason?: string,
+    @Args('dryRun', DRY_RUN_ARG) dryRun?: boolean,
+    @Args('reason', REASON_ARG) reason?: string,
   ): Promise<DeletionObject> {
     const view = await this.service.createOne(
       { registry, items: [{ repository, reference: tag, kind: 'tag' }], dryRun, reason: reason ?? undefined },
