@@ -1202,8 +1202,17 @@ describe('garbage collection through the gateway, on real registries', () => {
       (await http().post('/api/v1/registries/plain/gc').send({ dryRun: true }).expect(202)).body.id,
     );
     expect(missing).toMatchObject({ status: 'failed', exitCode: 127, error: { code: 'GC_COMMAND_FAILED' } });
-    expect(missing.error?.details).toMatchObject({ exitCode: 127 });
+    expect(missing.error?.details).toMatchObject({
+      exitCode: 127,
+      output: expect.stringContaining('no-such'),
+    });
     expect(await outputOf(missing.id)).toContain('no-such-registry-binary');
+    // What the command printed stays with the run (gc:read): the audit trail and webhooks get the rest.
+    const audited = (
+      await http().get('/api/v1/audit-events').query({ action: 'gc.failed', registry: 'plain' }).expect(200)
+    ).body.items as { subject: { id: string }; details: { error: { details: Record<string, unknown> } } }[];
+    const event = audited.find((e) => e.subject.id === missing.id);
+    expect(event?.details.error.details).toEqual({ exitCode: 127 });
   });
 
   it('runs on a schedule once across workers, and after deletions settle', async () => {

@@ -1145,7 +1145,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           bytesFreed: saved.bytesFreed === null ? null : Number(saved.bytesFreed),
           bytesEstimated: saved.bytesEstimated === null ? null : Number(saved.bytesEstimated),
           verified: saved.verification?.ok ?? null,
-          error,
+          error: error && withoutOutput(error),
         },
       );
       return saved;
@@ -1199,6 +1199,16 @@ function errorOf(err: unknown): { code: string; message: string; details?: Recor
       ...(err.details && { details: boundedDetails(err.details) }),
     };
   return { code: 'INTERNAL', message: (err instanceof Error ? err.message : String(err)).slice(0, 4000) };
+}
+
+/**
+ * The error as the audit trail (and the gc.failed webhook) carries it: without what commands printed or
+ * were run with (`output`, `argv`), which the run keeps for gc:read alone, as it keeps its output.
+ */
+function withoutOutput(error: ReturnType<typeof errorOf>): ReturnType<typeof errorOf> {
+  if (!error.details) return error;
+  const { output: _output, argv: _argv, ...details } = error.details;
+  return { ...error, details };
 }
 
 /** An error's details as the run keeps them: lists of at most 100 entries, texts of at most 4000 characters. */
