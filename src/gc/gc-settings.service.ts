@@ -159,33 +159,28 @@ export class GcSettingsService {
       await this.syncSchedule(registry, previous);
       return this.toView(registry, previous);
     }
-    const saved = await this.ds
-      .transaction(async (m) => {
-        const row = await m.getRepository(GcSettingsEntity).save(entity);
-        await recordAudit(this.events, {
-          action: previous ? 'gc.settings.updated' : 'gc.settings.created',
-          ...auditBase(ctx, m),
-          registry: registry.name,
-          outcome: 'success',
-          subject: { type: 'registry', id: registry.id },
-          details: {
-            executor: executor.type,
-            fence,
-            cache: cache.type,
-            schedule,
-            afterDeletions: entity.afterDeletions,
-            secrets: Object.keys(secrets).sort(),
-          },
-        });
-        // In the transaction: a schedule the job scheduler refuses leaves the settings as they were.
-        await this.syncSchedule(registry, row);
-        return row;
-      })
-      .catch(async (err: unknown) => {
-        // The scheduler may have taken the new schedule before the commit failed: back to what is stored.
-        await this.syncSchedule(registry, previous).catch(() => undefined);
-        throw err;
+    const saved = await this.ds.transaction(async (m) => {
+      const row = await m.getRepository(GcSettingsEntity).save(entity);
+      await recordAudit(this.events, {
+        action: previous ? 'gc.settings.updated' : 'gc.settings.created',
+        ...auditBase(ctx, m),
+        registry: registry.name,
+        outcome: 'success',
+        subject: { type: 'registry', id: registry.id },
+        details: {
+          executor: executor.type,
+          fence,
+          cache: cache.type,
+          schedule,
+          afterDeletions: entity.afterDeletions,
+          secrets: Object.keys(secrets).sort(),
+        },
       });
+      return row;
+    });
+    // After the commit: the audit lock the transaction holds must not wait on Redis. The zone and the
+    // pattern were checked before, so the scheduler takes them.
+    await this.syncSchedule(registry, saved);
     return this.toView(registry, saved);
   }
 
