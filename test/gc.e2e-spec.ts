@@ -1202,12 +1202,9 @@ describe('garbage collection through the gateway, on real registries', () => {
       (await http().post('/api/v1/registries/plain/gc').send({ dryRun: true }).expect(202)).body.id,
     );
     expect(missing).toMatchObject({ status: 'failed', exitCode: 127, error: { code: 'GC_COMMAND_FAILED' } });
-    expect(missing.error?.details).toMatchObject({
-      exitCode: 127,
-      output: expect.stringContaining('no-such'),
-    });
+    expect(missing.error?.details).toEqual({ exitCode: 127 });
     expect(await outputOf(missing.id)).toContain('no-such-registry-binary');
-    // What the command printed stays with the run (gc:read): the audit trail and webhooks get the rest.
+    // What the command printed is the run's output, not in its error: the audit trail gets the same.
     const audited = (
       await http().get('/api/v1/audit-events').query({ action: 'gc.failed', registry: 'plain' }).expect(200)
     ).body.items as { subject: { id: string }; details: { error: { details: Record<string, unknown> } } }[];

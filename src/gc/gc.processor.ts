@@ -915,7 +915,8 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
         'GC_COMMAND_FAILED',
         `garbage-collect --dry-run exited with ${output.exitCode}${summary.errors.length ? `: ${summary.errors[0]}` : ''}`,
         502,
-        { exitCode: output.exitCode, output: output.output.slice(-4000) },
+        // Its output is the run's (failedWith), read with GET /gc-runs/:id/output.
+        { exitCode: output.exitCode },
       );
     // A plan missing some of the candidates could let a young blob or an index's child through unchecked.
     if (!summary.complete)
@@ -1145,7 +1146,7 @@ export class GcProcessor implements OnApplicationBootstrap, OnApplicationShutdow
           bytesFreed: saved.bytesFreed === null ? null : Number(saved.bytesFreed),
           bytesEstimated: saved.bytesEstimated === null ? null : Number(saved.bytesEstimated),
           verified: saved.verification?.ok ?? null,
-          error: error && withoutOutput(error),
+          error,
         },
       );
       return saved;
@@ -1202,19 +1203,15 @@ function errorOf(err: unknown): { code: string; message: string; details?: Recor
 }
 
 /**
- * The error as the audit trail (and the gc.failed webhook) carries it: without what commands printed or
- * were run with (`output`, `argv`), which the run keeps for gc:read alone, as it keeps its output.
+ * An error's details as the run, the audit trail and the gc.failed webhook keep them: lists of at most 100
+ * entries (with `<key>Total`), texts of at most 4000 characters, and not what commands printed or were run
+ * with (`output`, `argv` of a lifecycle command), which would reach every gc:read and audit:read reader and
+ * outlive GC_OUTPUT_RETENTION_DAYS (the collector's output is the run's, GET /gc-runs/:id/output).
  */
-function withoutOutput(error: ReturnType<typeof errorOf>): ReturnType<typeof errorOf> {
-  if (!error.details) return error;
-  const { output: _output, argv: _argv, ...details } = error.details;
-  return { ...error, details };
-}
-
-/** An error's details as the run keeps them: lists of at most 100 entries, texts of at most 4000 characters. */
 function boundedDetails(details: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(details)) {
+    if (key === 'output' || key === 'argv') continue;
     if (Array.isArray(value) && value.length > 100) {
       out[key] = value.slice(0, 100);
       out[`${key}Total`] = value.length;
