@@ -42,11 +42,14 @@ describe('AllExceptionsFilter', () => {
   it("logs an unexpected error's stack with the request id the client was answered with", () => {
     const { log, lines } = requestLogger('req-500');
     const { host, sent } = httpHost({ id: 'req-500', log });
-    new AllExceptionsFilter().catch(new TypeError('boom in a handler'), host);
+    const failure = Object.assign(new TypeError('boom in a handler'), { parameters: ['s3cret-value'] });
+    new AllExceptionsFilter().catch(failure, host);
     expect(sent).toMatchObject({ status: 500, body: { error: { code: 'INTERNAL', requestId: 'req-500' } } });
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: 50, requestId: 'req-500', err: { type: 'TypeError' } });
-    expect((lines[0].err as { stack: string }).stack).toContain('boom in a handler');
+    expect(lines[0]).toMatchObject({ level: 50, requestId: 'req-500', error: { type: 'TypeError' } });
+    expect((lines[0].error as { stack: string }).stack).toContain('boom in a handler');
+    // Not the error's other properties: a failed query's parameters are the request's values.
+    expect(JSON.stringify(lines[0])).not.toContain('s3cret-value');
   });
 
   it('the same for a GraphQL operation, from its { req } context', () => {
@@ -57,7 +60,7 @@ describe('AllExceptionsFilter', () => {
     } as unknown as ArgumentsHost;
     const answer = new AllExceptionsFilter().catch(new Error('resolver bug'), host);
     expect(answer?.extensions.code).toBe('INTERNAL');
-    expect(lines).toMatchObject([{ requestId: 'req-gql', err: { message: 'resolver bug' } }]);
+    expect(lines).toMatchObject([{ requestId: 'req-gql', error: { message: 'resolver bug' } }]);
   });
 
   it('logs nothing for an error with a code: the answer says it all', () => {

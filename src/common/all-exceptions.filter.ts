@@ -14,7 +14,14 @@ export class AllExceptionsFilter implements ExceptionFilter {
       // With the request's id, which the client got in its answer: the one way from a 500 to its stack.
       const req = requestOf(host);
       const stack = exception instanceof Error ? (exception.stack ?? exception.message) : String(exception);
-      if (req?.log) req.log.error({ err: exception }, `unexpected error: ${body.message}`);
+      // Its type, message and stack only: pino's err serializer would copy every property, a failed
+      // query's `parameters` (the request's values) among them.
+      const err = {
+        type: exception instanceof Error ? exception.constructor.name : typeof exception,
+        message: exception instanceof Error ? exception.message : String(exception),
+        stack,
+      };
+      if (req?.log) req.log.error({ error: err }, `unexpected error: ${body.message}`);
       else this.logger.error(`${stack}${req?.id ? ` (requestId ${String(req.id)})` : ''}`);
     }
     // The client's fault, but a field reached the database unchecked. Its message may quote the value: not logged.
