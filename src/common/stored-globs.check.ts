@@ -6,7 +6,8 @@ import { repositoryGlobProblem } from './glob-sql.js';
 /**
  * Repository globs stored before every entry point checked them the same way (`team-[a/**` was taken
  * by role bindings and webhooks): said at start, once per API process, so an operator fixes them. Such a
- * binding still works for permission checks; list queries skip it, and a webhook with it matches nothing.
+ * binding still works for permission checks but list queries skip it; a webhook still matches as picomatch
+ * reads the glob.
  */
 @Injectable()
 export class StoredGlobsCheck implements OnApplicationBootstrap {
