@@ -214,7 +214,7 @@ export class GcErrorView {
     additionalProperties: true,
     nullable: true,
     description:
-      "What the error names, as an API error's details: e.g. `manifests` for DELETE_UNTAGGED_UNSAFE, `exitCode` and `output` (its last lines) for GC_COMMAND_FAILED",
+      "What the error names, as an API error's details: e.g. `manifests` for DELETE_UNTAGGED_UNSAFE, `exitCode` for GC_COMMAND_FAILED (what commands printed is not kept here: the collector's output is the run's)",
   })
   @Field(() => GraphQLJSONObject, {
     nullable: true,
