@@ -3,6 +3,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { SqlParams } from '../auth/access-scope.js';
 import { ValidationError } from '../common/domain-error.js';
+import { checkTimeRange } from '../common/list-filter.js';
 import { ReclaimedBucket, ReclaimedSpaceView } from './reclaimed.dto.js';
 
 const DAY_MS = 86_400_000;
@@ -28,7 +29,7 @@ export class ReclaimedService {
   async report(q: ReclaimedQuery): Promise<ReclaimedSpaceView[]> {
     const to = q.to ?? new Date();
     const from = q.from ?? new Date(to.getTime() - (q.bucket === 'week' ? 12 * 7 : 30) * DAY_MS);
-    if (from >= to) throw new ValidationError('from must be before to', { field: 'from' });
+    checkTimeRange(from, to);
     const periods = (to.getTime() - from.getTime()) / (q.bucket === 'week' ? 7 * DAY_MS : DAY_MS);
     if (periods > MAX_PERIODS)
       throw new ValidationError(`at most ${MAX_PERIODS} ${q.bucket}s per report`, { field: 'from' });
