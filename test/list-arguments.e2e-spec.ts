@@ -306,26 +306,23 @@ describe('list arguments', () => {
   });
 
   describe('one repository glob check', () => {
+    /** A viewer binding of group `group` on `glob` in alpha; a webhook subscription on `glob`. */
+    const bindGlob = (glob: string, group = 'globs') =>
+      http()
+        .post('/api/v1/role-bindings')
+        .send({ subject: { type: 'group', id: group }, role: 'viewer', registry: 'alpha', repository: glob });
+    const subscribeGlob = (glob: string, path = 'glob') =>
+      http()
+        .post('/api/v1/webhooks')
+        .send({ url: `http://127.0.0.1:9/${path}`, eventTypes: ['gc.*'], repository: glob });
+
     const BAD = ['team-[a/**', 'team-{a/**', 'team-a//x', 'team-a/(x|y)', 'Team-A/**'];
 
     it('refuses the same strings with the same message in bindings, webhooks, filters and the catalog', async () => {
       for (const glob of BAD) {
         const answers = {
-          binding: restError(
-            await http()
-              .post('/api/v1/role-bindings')
-              .send({
-                subject: { type: 'group', id: 'globs' },
-                role: 'viewer',
-                registry: 'alpha',
-                repository: glob,
-              }),
-          ),
-          webhook: restError(
-            await http()
-              .post('/api/v1/webhooks')
-              .send({ url: 'http://127.0.0.1:9/glob', eventTypes: ['gc.*'], repository: glob }),
-          ),
+          binding: restError(await bindGlob(glob)),
+          webhook: restError(await subscribeGlob(glob)),
           webhookPatch: restError(
             await http().patch(`/api/v1/webhooks/${webhookIds[0]}`).send({ repository: glob }),
           ),
@@ -369,42 +366,16 @@ describe('list arguments', () => {
 
     it('accepts the same globs everywhere', async () => {
       for (const glob of ['team-{a,b}/**', 'team-[a-c]/*', 'team-a/api']) {
-        await http()
-          .post('/api/v1/role-bindings')
-          .send({
-            subject: { type: 'group', id: 'globs' },
-            role: 'viewer',
-            registry: 'alpha',
-            repository: glob,
-          })
-          .expect(201);
-        await http()
-          .post('/api/v1/webhooks')
-          .send({ url: 'http://127.0.0.1:9/glob', eventTypes: ['gc.*'], repository: glob })
-          .expect(201);
+        await bindGlob(glob).expect(201);
+        await subscribeGlob(glob).expect(201);
         await http().get('/api/v1/audit-events').query({ repository: glob }).expect(200);
         expect((await auditPage('filter: $f', { f: { repository: glob } })).errors).toBeUndefined();
       }
     });
 
     it('names, at start, the globs stored before the check that it now refuses', async () => {
-      const binding = (
-        await http()
-          .post('/api/v1/role-bindings')
-          .send({
-            subject: { type: 'group', id: 'stored' },
-            role: 'viewer',
-            registry: 'alpha',
-            repository: 'ops/*',
-          })
-          .expect(201)
-      ).body.id as string;
-      const webhook = (
-        await http()
-          .post('/api/v1/webhooks')
-          .send({ url: 'http://127.0.0.1:9/stored', eventTypes: ['gc.*'], repository: 'ops/*' })
-          .expect(201)
-      ).body.id as string;
+      const binding = (await bindGlob('ops/*', 'stored').expect(201)).body.id as string;
+      const webhook = (await subscribeGlob('ops/*', 'stored').expect(201)).body.id as string;
       // As an earlier version stored them.
       await env.query(`UPDATE role_bindings SET repository = 'team-[a/**' WHERE id = $1`, [binding]);
       await env.query(`UPDATE webhook_subscriptions SET repository = 'team-{a/**' WHERE id = $1`, [webhook]);
